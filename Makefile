@@ -1,0 +1,28 @@
+# The two set-up commands of README.md: `make demo` and `make test`.
+VENV ?= .venv
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup demo test test-fast bench clean-demo
+
+setup:
+	bash scripts/setup.sh
+
+## The main job: every available stage of the embedded-default pipeline.
+demo: setup
+	$(VENV)/bin/scot run pipelines/demo.yaml
+
+## The whole test suite, as CI runs it.
+test: setup
+	$(VENV)/bin/python -m pytest
+
+## Everything but the tests marked slow.
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+bench: setup
+	$(VENV)/bin/python bench/bench_captions.py
+
+clean-demo:
+	rm -rf shards/demo

@@ -1,0 +1,71 @@
+"""Atomic file writes: every output appears whole or not at all.
+
+A run killed with ``kill -9`` may leave ``*.tmp-*`` files behind, never a truncated
+output under its final name, so a later stage can trust any file it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TMP_MARK = ".tmp-"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary file lives in the same directory so the final ``os.replace`` is a
+    rename on one filesystem (atomic on POSIX). On error the temporary file is removed.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=final.name + TMP_MARK, dir=final.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it), so outputs get normal modes."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and return the final path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
+    """Delete temporaries a killed run left in ``directory`` (recursively); return the count."""
+    root = Path(directory)
+    if not root.exists():
+        return 0
+    stale = [p for p in root.rglob(f"*{TMP_MARK}*") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return len(stale)

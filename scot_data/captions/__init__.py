@@ -1,0 +1,1 @@
+"""The caption stage: read an image-caption collection into the captions table."""

@@ -1,0 +1,103 @@
+"""Caption-stage configuration: one pydantic model per input format.
+
+The same models validate the ``captions:`` section of a pipeline spec and the flags of
+``scot captions ingest``; unknown keys are errors, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_OPENCLIPART_ROOT = Path("/usr/share/openclipart/svg")
+
+DEFAULT_KEYWORD_STOPLIST = (
+    "action",
+    "application",
+    "clip art",
+    "clipart",
+    "computer",
+    "filesystem",
+    "hash",
+    "icon",
+    "icons",
+    "lemon theme icon",
+    "magick",
+    "mapsym",
+    "menu",
+    "mimetypes",
+    "signs and symbols",
+    "special",
+    "svg",
+    "theme",
+    "united nations member",
+    "unsorted",
+)
+
+
+class _CaptionsBase(BaseModel):
+    """Options every format shares: sampling and how the work is split."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: int | None = Field(None, ge=1, description="keep at most this many captions (seeded sample)")
+    seed: int = Field(0, description="seed of the deterministic sample taken when limit is set")
+    source: str | None = Field(None, description="source name in ids and rows; defaults to the format")
+    workers: int = Field(2, ge=1, description="processes that decode or render images")
+    part_size: int = Field(512, ge=1, description="captions per resumable part")
+
+    @property
+    def source_name(self) -> str:
+        return self.source or self.format  # type: ignore[attr-defined]
+
+
+class CocoCaptions(_CaptionsBase):
+    """The official COCO ``captions_*.json`` with its image folder."""
+
+    format: Literal["coco"] = "coco"
+    input: Path = Field(description="captions_<split>.json")
+    images: Path = Field(description="folder holding the images' file_name")
+
+
+class WdsCaptions(_CaptionsBase):
+    """img2dataset-style WebDataset tars: ``key.jpg|png|webp`` with ``key.txt`` and/or ``key.json``."""
+
+    format: Literal["wds"] = "wds"
+    input: str = Field(description="tar path or brace pattern, e.g. shards/shard-{00000..00009}.tar")
+    caption_key: str = Field("caption", description="field of the .json member holding the caption")
+
+
+class TableCaptions(_CaptionsBase):
+    """A Parquet or CSV table with an image column (paths or URLs) and a caption column."""
+
+    format: Literal["table"] = "table"
+    input: Path
+    images: Path | None = Field(None, description="base folder for relative image paths (default: the table's)")
+    image_column: str = "image"
+    caption_column: str = "caption"
+
+
+class OpenclipartCaptions(_CaptionsBase):
+    """The SVG tree of Debian's ``openclipart-svg``; captions from titles and keywords."""
+
+    format: Literal["openclipart"] = "openclipart"
+    input: Path = DEFAULT_OPENCLIPART_ROOT
+    images: Path | None = Field(None, description="render cache for PNGs (default: <out>/images)")
+    render_size: int = Field(224, ge=16)
+    max_keywords: int = Field(3, ge=0)
+    include_description: bool = True
+    max_description_words: int = Field(16, ge=1)
+    generic_title_min_count: int = Field(
+        5, ge=2, description="a title shared by this many drawings names a collection, not the drawing"
+    )
+    keyword_stoplist: tuple[str, ...] = DEFAULT_KEYWORD_STOPLIST
+
+
+CaptionsConfig = Annotated[
+    CocoCaptions | WdsCaptions | TableCaptions | OpenclipartCaptions,
+    Field(discriminator="format"),
+]
+
+FORMATS = ("coco", "wds", "table", "openclipart")

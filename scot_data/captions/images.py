@@ -1,0 +1,100 @@
+"""The caption stage's worker: prove each candidate's image decodes, rendering SVGs once.
+
+Runs in worker processes, so everything here is a plain function of picklable records.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cairosvg
+from PIL import Image
+
+from scot_data.atomic import atomic_path
+from scot_data.captions.records import Candidate, CaptionRow, LocalImage, RemoteImage, SvgImage, TarMember
+
+WHITE = (255, 255, 255)
+
+
+class ImageError(Exception):
+    """The image of a candidate cannot be used; the message is the reject reason."""
+
+
+def decode(data: bytes) -> Image.Image:
+    """Fully decode image bytes (``verify`` alone misses truncated pixel data)."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image does not decode: {exc}") from exc
+    return image
+
+
+def read_tar_member(ref: TarMember) -> bytes:
+    """Read one member's bytes by offset; a short read means a truncated shard."""
+    with open(ref.tar_path, "rb") as handle:
+        handle.seek(ref.offset)
+        data = handle.read(ref.size)
+    if len(data) != ref.size:
+        raise ImageError(f"tar member {ref.member} is truncated ({len(data)} of {ref.size} bytes)")
+    return data
+
+
+def _svg_to_png(svg_path: str, size: int) -> bytes:
+    """Render at ``size`` on the longer side, keeping the aspect ratio."""
+    png = cairosvg.svg2png(url=svg_path, output_width=size)
+    width, height = Image.open(io.BytesIO(png)).size
+    if height > width:
+        png = cairosvg.svg2png(url=svg_path, output_height=size)
+    return png
+
+
+def render_svg(svg_path: str, size: int) -> Image.Image:
+    """A ``size`` x ``size`` RGB image of the drawing, centred on white."""
+    try:
+        drawing = decode(_svg_to_png(svg_path, size)).convert("RGBA")
+    except ImageError:
+        raise
+    except Exception as exc:  # cairosvg raises many unrelated types on bad SVG
+        raise ImageError(f"svg does not render: {type(exc).__name__}: {exc}") from exc
+    canvas = Image.new("RGB", (size, size), WHITE)
+    offset = ((size - drawing.width) // 2, (size - drawing.height) // 2)
+    canvas.paste(drawing, offset, drawing)
+    if all(low == high for low, high in canvas.getextrema()):
+        raise ImageError("svg renders as a blank image")
+    return canvas
+
+
+def _rendered_uri(candidate: Candidate, ref: SvgImage, images_dir: Path, size: int) -> str:
+    target = images_dir / f"{candidate.image_id}-{size}.png"
+    if not target.exists():
+        image = render_svg(ref.svg_path, size)
+        with atomic_path(target) as tmp:
+            image.save(tmp, format="PNG")
+    return str(target.resolve())
+
+
+def image_uri(candidate: Candidate, images_dir: Path, render_size: int) -> str:
+    """Check (or render) the candidate's image and return the URI the table records."""
+    ref = candidate.image
+    if isinstance(ref, LocalImage):
+        try:
+            data = Path(ref.path).read_bytes()
+        except OSError as exc:
+            raise ImageError(f"image file unreadable: {exc.strerror or exc}") from exc
+        decode(data)
+        return ref.path
+    if isinstance(ref, TarMember):
+        decode(read_tar_member(ref))
+        return f"tar://{ref.tar_path}#{ref.member}"
+    if isinstance(ref, RemoteImage):
+        return ref.url
+    if isinstance(ref, SvgImage):
+        return _rendered_uri(candidate, ref, images_dir, render_size)
+    raise TypeError(f"unknown image reference {ref!r}")
+
+
+def to_row(candidate: Candidate, uri: str) -> CaptionRow:
+    """The captions-table row of a checked candidate."""
+    return CaptionRow(candidate.caption_id, candidate.image_id, uri, candidate.caption, candidate.source)

@@ -1,0 +1,49 @@
+"""Pieces every reader shares: caption normalisation, candidate construction, path checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from scot_data import ids
+from scot_data.captions.records import Candidate, ImageRef, Reject
+from scot_data.errors import ScotInputError
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_caption(text: str) -> str:
+    """Collapse whitespace and strip, so the same caption always hashes the same."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def candidate_or_reject(
+    source: str, image_key: str, caption: object, image: ImageRef, file: str, record: str
+) -> Candidate | Reject:
+    """Build a candidate with stable ids, or reject a caption that is missing or empty."""
+    if not isinstance(caption, str):
+        return Reject(file, record, f"caption is {type(caption).__name__}, not text")
+    text = normalise_caption(caption)
+    if not text:
+        return Reject(file, record, "empty caption")
+    return Candidate(
+        caption_id=ids.caption_id(source, image_key, text),
+        image_id=ids.image_id(source, image_key),
+        image_key=image_key,
+        caption=text,
+        source=source,
+        image=image,
+        file=file,
+        record=record,
+    )
+
+
+def require_path(path: Path, what: str, directory: bool = False) -> Path:
+    """Fail with a one-line reason when a required input path is missing."""
+    if not path.exists():
+        raise ScotInputError(f"{what} not found: {path}")
+    if directory and not path.is_dir():
+        raise ScotInputError(f"{what} is not a directory: {path}")
+    if not directory and not path.is_file():
+        raise ScotInputError(f"{what} is not a file: {path}")
+    return path

@@ -1,0 +1,127 @@
+"""The ``scot`` command line: one sub-command per stage, plus ``run`` for a whole spec.
+
+Input problems (missing paths, unknown formats, invalid specs) end with exit code 2 and
+one line that names the file, row or key; nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from scot_data.captions.config import FORMATS, CaptionsConfig
+from scot_data.captions.ingest import ingest_captions
+from scot_data.errors import ScotInputError
+from scot_data.pipeline import run_pipeline
+from scot_data.spec import load_spec
+
+app = typer.Typer(help="scot: composed image retrieval from image-caption collections.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+captions_app = typer.Typer(help="The caption stage.", no_args_is_help=True)
+spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
+app.add_typer(captions_app, name="captions")
+app.add_typer(spec_app, name="spec")
+
+console = Console()
+EXIT_BAD_INPUT = 2
+
+
+def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ScotInputError into one line on stderr and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ScotInputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+def _captions_config(values: dict[str, Any]) -> CaptionsConfig:
+    fmt = values.get("format")
+    if fmt not in FORMATS:
+        raise ScotInputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    try:
+        return TypeAdapter(CaptionsConfig).validate_python({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        key = ".".join(str(p) for p in problem["loc"][1:]) or "format"
+        raise ScotInputError(f"--{key.replace('_', '-')}: {problem['msg']}") from exc
+
+
+def print_summary(title: str, summary: dict[str, Any]) -> None:
+    """A two-column table of a stage summary."""
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        shown = json.dumps(value) if isinstance(value, dict) else str(value)
+        table.add_row(key, shown)
+    console.print(table)
+
+
+@captions_app.command("ingest")
+@reports_input_errors
+def captions_ingest(
+    format: str = typer.Option(..., "--format", help="coco | wds | table | openclipart"),
+    input: str = typer.Option(..., "--input", help="captions file, tar pattern, table, or SVG folder"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    images: Optional[Path] = typer.Option(None, "--images", help="image folder (coco, table) or render cache"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="keep a seeded sample of N captions"),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(2, "--workers", help="image-checking processes"),
+    part_size: int = typer.Option(512, "--part-size", help="captions per resumable part"),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="table format only"),
+    caption_column: Optional[str] = typer.Option(None, "--caption-column", help="table format only"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Read an image-caption collection into captions.parquet + rejects.parquet + manifest.json."""
+    config = _captions_config(
+        {
+            "format": format,
+            "input": input,
+            "images": images,
+            "limit": limit,
+            "seed": seed,
+            "workers": workers,
+            "part_size": part_size,
+            "image_column": image_column,
+            "caption_column": caption_column,
+        }
+    )
+    summary = ingest_captions(config, out, show_progress=progress)
+    print_summary(f"captions -> {out}", summary.__dict__)
+
+
+@app.command("run")
+@reports_input_errors
+def run(
+    spec: Path = typer.Argument(..., help="pipelines/<name>.yaml"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Run every stage of a pipeline spec in order, skipping stages already complete."""
+    pipeline = load_spec(spec)
+    results = run_pipeline(pipeline, show_progress=progress)
+    table = Table(title=f"pipeline {pipeline.name} -> {pipeline.out}")
+    for column in ("stage", "status", "seconds", "summary"):
+        table.add_column(column)
+    for result in results:
+        brief = {k: v for k, v in result.summary.items() if k in ("rows", "images", "rejects", "duplicates")}
+        table.add_row(result.stage, result.status, f"{result.seconds:.1f}", json.dumps(brief))
+    console.print(table)
+
+
+@spec_app.command("check")
+@reports_input_errors
+def spec_check(spec: Path = typer.Argument(..., help="pipelines/<name>.yaml")) -> None:
+    """Validate a spec and print it with every default filled in."""
+    pipeline = load_spec(spec)
+    typer.echo(json.dumps(pipeline.model_dump(mode="json"), indent=2))

@@ -1,0 +1,122 @@
+"""Stage manifests: the last file a stage writes, and the only proof that it finished.
+
+A directory without ``manifest.json`` is incomplete: it is resumed, never read. The
+manifest records what went in (inputs with their fingerprints, the stage config), what
+came out (per-file sha256, bytes, rows) and the code that did it, so a later run can skip
+a stage whose inputs and config are unchanged and ``scot verify`` can check the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from scot_data import __version__
+from scot_data.atomic import atomic_write_json
+from scot_data.hashing import sha256_file, sha256_json_text, sha256_tree
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One input of a stage and its fingerprint (``kind`` says how it was taken)."""
+
+    path: str
+    kind: str
+    sha256: str
+
+
+def fingerprint_input(path: str | os.PathLike[str], content: bool = True) -> InputRef:
+    """Fingerprint a file or a directory; a directory without ``content`` is a listing."""
+    p = Path(path).resolve()
+    if p.is_dir():
+        return InputRef(str(p), "tree" if content else "listing", sha256_tree(p, content=content))
+    return InputRef(str(p), "file", sha256_file(p))
+
+
+def stage_fingerprint(stage: str, config: dict[str, Any], inputs: list[InputRef]) -> str:
+    """A digest of everything that determines a stage's output."""
+    canonical = json.dumps(
+        {"stage": stage, "config": config, "inputs": [asdict(i) for i in inputs]},
+        sort_keys=True,
+        default=str,
+    )
+    return sha256_json_text(canonical)
+
+
+def code_version() -> dict[str, str | None]:
+    """The package version and, when run from a git checkout, its commit."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"scot_data": __version__, "git_commit": commit}
+
+
+def describe_outputs(out_dir: Path, files: dict[str, int | None]) -> dict[str, dict[str, Any]]:
+    """Per-file sha256, bytes and row count for the manifest (``files`` maps name -> rows)."""
+    described = {}
+    for name, rows in sorted(files.items()):
+        path = out_dir / name
+        described[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "rows": rows}
+    return described
+
+
+def write_manifest(
+    out_dir: str | os.PathLike[str],
+    stage: str,
+    config: dict[str, Any],
+    inputs: list[InputRef],
+    files: dict[str, int | None],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the manifest last and atomically; ``files`` maps output file -> row count."""
+    out = Path(out_dir)
+    manifest = {
+        "stage": stage,
+        "fingerprint": stage_fingerprint(stage, config, inputs),
+        "config": config,
+        "inputs": [asdict(i) for i in inputs],
+        "outputs": describe_outputs(out, files),
+        "code_version": code_version(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    return atomic_write_json(out / MANIFEST_NAME, manifest)
+
+
+def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest of ``out_dir``, or None when the stage there never finished."""
+    path = Path(out_dir) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def is_complete(out_dir: str | os.PathLike[str], stage: str, fingerprint: str) -> bool:
+    """True when ``out_dir`` holds a finished ``stage`` for exactly these inputs and config.
+
+    Output files are checked by size, not hashed, so the check stays cheap; ``scot verify``
+    is the thorough check.
+    """
+    manifest = read_manifest(out_dir)
+    if manifest is None or manifest.get("stage") != stage or manifest.get("fingerprint") != fingerprint:
+        return False
+    out = Path(out_dir)
+    return all(
+        (out / name).is_file() and (out / name).stat().st_size == meta["bytes"]
+        for name, meta in manifest["outputs"].items()
+    )

@@ -1,0 +1,122 @@
+"""Pipeline specs: one YAML file names the inputs, the LLM, the encoder and the outputs of a run.
+
+Every section is a pydantic model that forbids unknown keys, so ``captoins:`` or a
+misspelt option fails with the file and the key instead of silently doing nothing.
+Stages whose implementation has not landed yet are still validated, so a spec written
+for the whole paper-scale run is checked today.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scot_data.captions.config import CaptionsConfig
+from scot_data.errors import ScotInputError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddedServer(_Section):
+    """An LLM server that ``scot run`` starts itself (vLLM in its own environment)."""
+
+    model: str = Field("smollm2-135m-instruct", description="a local HF directory or a built-in name")
+    port: int = Field(8000, ge=1, le=65535)
+    venv: Path = Path(".venv-vllm")
+
+
+class TripletsConfig(_Section):
+    """How captions become (modification, modified caption) triplets."""
+
+    backend: Literal["llm", "template"] = "llm"
+    endpoints: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])
+    model: str = "smollm2-135m-instruct"
+    serve: EmbeddedServer | None = Field(None, description="start this server for the run")
+    prompt_version: str = "v1"
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    concurrency: int = Field(16, ge=1)
+    temperature: float = Field(0.7, ge=0.0)
+    max_tokens: int = Field(160, ge=1)
+    limit: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class EncoderConfig(_Section):
+    """The frozen encoder whose embeddings are cached."""
+
+    backend: Literal["open_clip", "hf", "lit-mini"] = "lit-mini"
+    model: str = "lit-mini"
+    pretrained: str | None = Field(None, description="open_clip pretrained tag or a local checkpoint")
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+
+
+class TrainConfig(_Section):
+    """Combiner training from cached embeddings."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=2)
+    learning_rate: float = Field(2e-4, gt=0)
+    temperature: float = Field(0.07, gt=0)
+    caption_hard_negative: bool = True
+    max_triplets: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class BenchmarkConfig(_Section):
+    """One composed-retrieval benchmark in its official layout."""
+
+    name: Literal["fashioniq", "cirr", "circo", "clipart"]
+    data: Path
+    split: str = "val"
+
+
+class EvaluateConfig(_Section):
+    benchmarks: list[BenchmarkConfig] = Field(default_factory=list)
+
+
+class PipelineSpec(_Section):
+    """A whole run: every stage's options and where the outputs go."""
+
+    name: str
+    description: str = ""
+    output_dir: Path | None = Field(None, description="default: shards/<name>")
+    captions: CaptionsConfig
+    triplets: TripletsConfig | None = None
+    encoder: EncoderConfig | None = None
+    train: TrainConfig | None = None
+    evaluate: EvaluateConfig | None = None
+
+    @property
+    def out(self) -> Path:
+        return self.output_dir or Path("shards") / self.name
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key"
+    return f"{location}: {error['msg']}"
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate a spec; every problem is reported with the file and the key."""
+    spec_path = Path(path)
+    if not spec_path.is_file():
+        raise ScotInputError(f"pipeline spec not found: {spec_path}")
+    try:
+        data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ScotInputError(f"{spec_path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    if not isinstance(data, dict):
+        raise ScotInputError(f"{spec_path}: a pipeline spec is a mapping of sections")
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ScotInputError(f"{spec_path}: {problems}") from exc
