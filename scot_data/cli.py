@@ -21,12 +21,16 @@ from scot_data.captions.ingest import ingest_captions
 from scot_data.errors import ScotInputError
 from scot_data.pipeline import run_pipeline
 from scot_data.spec import load_spec
+from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
+from scot_data.triplets.generate import StageIncomplete, generate_triplets
 
 app = typer.Typer(help="scot: composed image retrieval from image-caption collections.", no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode=None)
 captions_app = typer.Typer(help="The caption stage.", no_args_is_help=True)
 spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
+triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
 app.add_typer(captions_app, name="captions")
+app.add_typer(triplets_app, name="triplets")
 app.add_typer(spec_app, name="spec")
 
 console = Console()
@@ -43,20 +47,28 @@ def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except ScotInputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except StageIncomplete as exc:
+            typer.echo(f"incomplete: {exc}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _validated(adapter: TypeAdapter[Any], values: dict[str, Any]) -> Any:
+    """Validate CLI values (unset ones take the model's defaults); name the bad flag."""
+    try:
+        return adapter.validate_python({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        location = [str(p) for p in problem["loc"] if str(p) != values.get("format")]
+        raise ScotInputError(f"--{'.'.join(location).replace('_', '-')}: {problem['msg']}") from exc
 
 
 def _captions_config(values: dict[str, Any]) -> CaptionsConfig:
     fmt = values.get("format")
     if fmt not in FORMATS:
         raise ScotInputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    try:
-        return TypeAdapter(CaptionsConfig).validate_python({k: v for k, v in values.items() if v is not None})
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        key = ".".join(str(p) for p in problem["loc"][1:]) or "format"
-        raise ScotInputError(f"--{key.replace('_', '-')}: {problem['msg']}") from exc
+    return _validated(TypeAdapter(CaptionsConfig), values)
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:
@@ -99,6 +111,43 @@ def captions_ingest(
     )
     summary = ingest_captions(config, out, show_progress=progress)
     print_summary(f"captions -> {out}", summary.__dict__)
+
+
+@triplets_app.command("generate")
+@reports_input_errors
+def triplets_generate(
+    captions: Path = typer.Option(..., "--captions", help="a finished caption-stage directory"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    endpoint: Optional[list[str]] = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (repeat)"),
+    model: Optional[str] = typer.Option(None, "--model", help="served model name"),
+    backend: str = typer.Option("llm", "--backend", help="llm | template"),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="requests in flight"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="a seeded sample of N captions"),
+    seed: int = typer.Option(0, "--seed"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="captions per resumable part"),
+    prompt: Path = typer.Option(DEFAULT_PROMPT, "--prompt", help="prompt template YAML"),
+    response_format: Optional[str] = typer.Option(None, "--response-format", help="json_schema | json_object"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per request"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Rewrite captions into (modification, modified caption) triplets with an LLM or templates."""
+    config = _validated(
+        TypeAdapter(TripletsConfig),
+        {
+            "backend": backend,
+            "endpoints": endpoint or None,
+            "model": model,
+            "concurrency": concurrency,
+            "limit": limit,
+            "seed": seed,
+            "batch_size": batch_size,
+            "prompt": prompt,
+            "response_format": response_format,
+            "timeout": timeout,
+        },
+    )
+    summary = generate_triplets(config, captions, out, show_progress=progress)
+    print_summary(f"triplets -> {out}", summary.__dict__)
 
 
 @app.command("run")

@@ -16,34 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scot_data.captions.config import CaptionsConfig
 from scot_data.errors import ScotInputError
+from scot_data.triplets.config import TripletsConfig
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EmbeddedServer(_Section):
-    """An LLM server that ``scot run`` starts itself (vLLM in its own environment)."""
-
-    model: str = Field("smollm2-135m-instruct", description="a local HF directory or a built-in name")
-    port: int = Field(8000, ge=1, le=65535)
-    venv: Path = Path(".venv-vllm")
-
-
-class TripletsConfig(_Section):
-    """How captions become (modification, modified caption) triplets."""
-
-    backend: Literal["llm", "template"] = "llm"
-    endpoints: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])
-    model: str = "smollm2-135m-instruct"
-    serve: EmbeddedServer | None = Field(None, description="start this server for the run")
-    prompt_version: str = "v1"
-    response_format: Literal["json_schema", "json_object"] = "json_schema"
-    concurrency: int = Field(16, ge=1)
-    temperature: float = Field(0.7, ge=0.0)
-    max_tokens: int = Field(160, ge=1)
-    limit: int | None = Field(None, ge=1)
-    seed: int = 0
 
 
 class EncoderConfig(_Section):

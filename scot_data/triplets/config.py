@@ -1,0 +1,53 @@
+"""Triplet-stage configuration, shared by the pipeline spec and ``scot triplets generate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_PROMPT = Path("pipelines/prompts/v1.yaml")
+
+
+class EmbeddedServer(BaseModel):
+    """An LLM server that ``scot run`` starts itself (vLLM in its own environment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field("smollm2-135m-instruct", description="a local HF directory or a built-in name")
+    port: int = Field(8000, ge=1, le=65535)
+    venv: Path = Path(".venv-vllm")
+
+
+class Sampling(BaseModel):
+    """Sampling parameters sent with every request; part names depend on them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(160, ge=1)
+
+
+class TripletsConfig(BaseModel):
+    """How captions become triplets, and how hard the client pushes the servers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["llm", "template"] = "llm"
+    endpoints: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])
+    model: str = "smollm2-135m-instruct"
+    serve: EmbeddedServer | None = Field(None, description="start this server for the run")
+    prompt: Path = DEFAULT_PROMPT
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    sampling: Sampling = Sampling()
+    concurrency: int = Field(16, ge=1, description="requests in flight over all endpoints")
+    batch_size: int = Field(64, ge=1, description="captions per resumable part")
+    timeout: float = Field(60.0, gt=0, description="seconds per request")
+    max_attempts: int = Field(5, ge=1, description="tries per request on connection errors, 429 and 5xx")
+    retry_backoff: float = Field(0.5, gt=0, description="first retry delay in seconds; doubles, with jitter")
+    limit: int | None = Field(None, ge=1, description="use a seeded sample of this many captions")
+    seed: int = 0
+    max_modification_words: int = Field(24, ge=1)
+    max_caption_growth_words: int = Field(24, ge=0, description="words the modified caption may add")

@@ -1,0 +1,78 @@
+"""Versioned prompt templates (``pipelines/prompts/*.yaml``) and the answer's JSON schema."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from scot_data.errors import ScotInputError
+
+ANSWER_FIELDS = ("modification", "modified_caption", "edit_type")
+
+
+class Example(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    caption: str
+    answer: dict[str, str]
+
+
+class PromptTemplate(BaseModel):
+    """System text, few-shot turns and the user turn; ``sha256`` pins the exact text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    edit_types: list[str]
+    system: str
+    user: str
+    examples: list[Example]
+    sha256: str = ""
+
+    def messages(self, caption: str) -> list[dict[str, str]]:
+        """The chat messages for one caption: system, few-shot pairs, then the caption."""
+        turns = [{"role": "system", "content": self.system.strip()}]
+        for example in self.examples:
+            turns.append({"role": "user", "content": self.user.format(caption=example.caption)})
+            turns.append({"role": "assistant", "content": json.dumps(example.answer)})
+        turns.append({"role": "user", "content": self.user.format(caption=caption)})
+        return turns
+
+    def json_schema(self) -> dict[str, Any]:
+        """The answer schema that structured-output backends (xgrammar, outlines) enforce."""
+        text = {"type": "string", "minLength": 1, "maxLength": 300}
+        return {
+            "type": "object",
+            "properties": {
+                "modification": text,
+                "modified_caption": text,
+                "edit_type": {"type": "string", "enum": self.edit_types},
+            },
+            "required": list(ANSWER_FIELDS),
+            "additionalProperties": False,
+        }
+
+    def response_format(self, kind: str) -> dict[str, Any]:
+        """OpenAI ``response_format``: a JSON schema, or plain ``json_object`` for servers
+        that know only that."""
+        if kind == "json_object":
+            return {"type": "json_object"}
+        return {"type": "json_schema", "json_schema": {"name": "triplet", "schema": self.json_schema(), "strict": True}}
+
+
+def load_prompt(path: str | Path) -> PromptTemplate:
+    """Read a template; its sha256 covers the file's exact bytes."""
+    prompt_path = Path(path)
+    if not prompt_path.is_file():
+        raise ScotInputError(f"prompt template not found: {prompt_path}")
+    raw = prompt_path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+        return PromptTemplate.model_validate({**data, "sha256": hashlib.sha256(raw).hexdigest()})
+    except (yaml.YAMLError, ValidationError, TypeError) as exc:
+        raise ScotInputError(f"{prompt_path}: invalid prompt template ({' '.join(str(exc).split())[:300]})") from exc

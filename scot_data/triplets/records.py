@@ -1,0 +1,53 @@
+"""Triplet and reject records and their Parquet schemas (``shared/DESIGN.md`` section 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class CaptionIn:
+    """A caption the stage works on (a row of the captions table)."""
+
+    caption_id: str
+    image_id: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Triplet:
+    triplet_id: str
+    caption_id: str
+    image_id: str
+    caption: str
+    modification: str
+    modified_caption: str
+    edit_type: str
+    llm_model: str
+    prompt_version: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class TripletReject:
+    """An answer the stage could not use, kept with its raw text."""
+
+    caption_id: str
+    caption: str
+    raw: str
+    reason: str
+    llm_model: str
+    prompt_version: str
+
+
+TRIPLETS_SCHEMA = pa.schema(
+    [(name, pa.int64() if name == "seed" else pa.string()) for name in Triplet.__dataclass_fields__]
+)
+REJECTS_SCHEMA = pa.schema([(name, pa.string()) for name in TripletReject.__dataclass_fields__])
+
+
+def to_table(records: list, schema: pa.Schema) -> pa.Table:
+    """Dataclass records as an Arrow table with ``schema``."""
+    return pa.table({name: [getattr(r, name) for r in records] for name in schema.names}, schema=schema)

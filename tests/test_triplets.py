@@ -1,0 +1,229 @@
+"""The triplet stage against a scripted OpenAI-compatible server, and the template backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from scot_data.captions.config import TableCaptions
+from scot_data.captions.ingest import ingest_captions
+from scot_data.errors import ScotInputError
+from scot_data.triplets.config import TripletsConfig
+from scot_data.triplets.generate import PARTS_DIR, generate_triplets
+from scot_data.triplets.prompts import load_prompt
+from scot_data.triplets.template import template_edit
+from scot_data.triplets.records import CaptionIn
+from tests.conftest import png_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER = REPO / "tests" / "scripted_openai_server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, delay: float = 0.0) -> subprocess.Popen:
+    env = {**os.environ, "SCRIPTED_DELAY": str(delay)}
+    process = subprocess.Popen([sys.executable, str(SERVER), str(port), "scripted"], env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("scripted server did not start")
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    port = free_port()
+    process = start_server(port)
+    yield f"http://127.0.0.1:{port}/v1"
+    stop_server(process)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def make_captions(tmp_path: Path, captions: list[str]) -> Path:
+    (tmp_path / "img").mkdir(exist_ok=True)
+    paths = []
+    for i in range(len(captions)):
+        (tmp_path / "img" / f"{i}.png").write_bytes(png_bytes(i))
+        paths.append(f"img/{i}.png")
+    pacsv.write_csv(pa.table({"image": paths, "caption": captions}), tmp_path / "pairs.csv")
+    out = tmp_path / "captions"
+    ingest_captions(TableCaptions(input=tmp_path / "pairs.csv", workers=1), out, show_progress=False)
+    return out
+
+
+FAULTS = {
+    "a dog on the grass": "ok",
+    "a cat [bad-json]": "bad json",
+    "a bus [missing]": "missing field: modified_caption",
+    "a tree [identical]": "modified caption equals caption",
+    "a kite [long]": "modification too long",
+    "a horse [500x2]": "ok",
+    "a boat [429x1]": "ok",
+    "a lamp [hang]": "ok",
+    "a violin [drop]": "ok",
+}
+
+
+def llm_config(endpoints: list[str], **overrides) -> TripletsConfig:
+    base = dict(endpoints=endpoints, model="scripted", timeout=2.0, retry_backoff=0.05, batch_size=4,
+                concurrency=4, prompt=REPO / "pipelines/prompts/v1.yaml")  # fmt: skip
+    return TripletsConfig(**{**base, **overrides})
+
+
+def test_every_answer_ends_as_triplet_or_reject(server: str, tmp_path: Path) -> None:
+    captions = make_captions(tmp_path, list(FAULTS))
+    summary = generate_triplets(llm_config([server]), captions, tmp_path / "out", show_progress=False)
+
+    triplets = pq.read_table(tmp_path / "out/triplets.parquet").to_pylist()
+    rejects = pq.read_table(tmp_path / "out/rejects.parquet").to_pylist()
+    outcome = {t["caption"]: "ok" for t in triplets}
+    outcome |= {r["caption"]: r["reason"].split(" (")[0].split(": E")[0] for r in rejects}
+    assert {c: (o if not o.startswith("bad json") else "bad json") for c, o in outcome.items()} == FAULTS
+    bad = next(r for r in rejects if r["caption"] == "a cat [bad-json]")
+    assert bad["raw"] == '{"modification": "make it'
+    good = next(t for t in triplets if t["caption"] == "a dog on the grass")
+    assert (good["modification"], good["modified_caption"], good["edit_type"]) == (
+        "make it red", "a dog on the grass in red", "color")  # fmt: skip
+    assert good["llm_model"] == "scripted" and good["prompt_version"] == "v1"
+    assert summary.triplets == 5 and summary.rejects == 4
+    assert summary.requests == 9  # every caption answered once; failed tries count as attempts
+    assert summary.attempts == 9 + 2 + 1 + 1 + 1  # 500 twice, 429 once, one hang, one cut connection
+    assert summary.prompt_tokens == 20 * 9 and summary.completion_tokens == 12 * 9
+
+
+def test_second_run_is_skipped_and_sends_nothing(server: str, tmp_path: Path) -> None:
+    captions = make_captions(tmp_path, ["a red car", "two dogs"])
+    cfg = llm_config([server])
+    first = generate_triplets(cfg, captions, tmp_path / "out", show_progress=False)
+    second = generate_triplets(cfg.model_copy(update={"endpoints": ["http://127.0.0.1:9/v1"]}), captions,
+                               tmp_path / "out", show_progress=False)  # fmt: skip
+    assert second.skipped and second.triplets == first.triplets == 2
+
+
+def test_dead_endpoint_is_rotated_out(server: str, tmp_path: Path) -> None:
+    captions = make_captions(tmp_path, [f"a picture number {i}" for i in range(12)])
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    cfg = llm_config([dead, server], max_attempts=6)
+    summary = generate_triplets(cfg, captions, tmp_path / "out", show_progress=False)
+    assert summary.triplets == 12 and summary.rejects == 0
+    assert summary.attempts > summary.requests
+
+
+def test_missing_endpoint_fails_before_any_work(tmp_path: Path) -> None:
+    captions = make_captions(tmp_path, ["a red car"])
+    cfg = llm_config([f"http://127.0.0.1:{free_port()}/v1"])
+    with pytest.raises(ScotInputError, match="no usable LLM endpoint"):
+        generate_triplets(cfg, captions, tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out" / PARTS_DIR).exists()
+
+
+def test_wrong_model_fails_fast(server: str, tmp_path: Path) -> None:
+    captions = make_captions(tmp_path, ["a red car"])
+    with pytest.raises(ScotInputError, match=r"does not serve 'gpt-x' \(serves scripted\)"):
+        generate_triplets(llm_config([server], model="gpt-x"), captions, tmp_path / "out", show_progress=False)
+
+
+def test_prompt_messages_and_schema() -> None:
+    prompt = load_prompt(REPO / "pipelines/prompts/v1.yaml")
+    messages = prompt.messages("a lamp")
+    assert messages[0]["role"] == "system"
+    assert [m["role"] for m in messages[1:-1]] == ["user", "assistant"] * len(prompt.examples)
+    assert messages[-1] == {"role": "user", "content": "Caption: a lamp"}
+    schema = prompt.response_format("json_schema")["json_schema"]["schema"]
+    assert schema["required"] == ["modification", "modified_caption", "edit_type"]
+    assert set(schema["properties"]["edit_type"]["enum"]) >= {"color", "object", "count", "scene", "style"}
+    assert prompt.response_format("json_object") == {"type": "json_object"}
+    assert len(prompt.sha256) == 64
+
+
+def test_template_backend(tmp_path: Path) -> None:
+    texts = ["a red apple on a table", "two dogs playing", "a violin", "a lamp (furniture)"]
+    captions = make_captions(tmp_path, texts)
+    cfg = TripletsConfig(backend="template", batch_size=2)
+    summary = generate_triplets(cfg, captions, tmp_path / "out", show_progress=False)
+    rows = pq.read_table(tmp_path / "out/triplets.parquet").to_pylist()
+    assert summary.triplets == 4 and summary.requests == 0
+    for row in rows:
+        assert row["modified_caption"] != row["caption"] and row["llm_model"] == "template"
+        if row["edit_type"] == "color":
+            assert "red" not in row["modified_caption"]
+        if row["edit_type"] == "count":
+            assert "two" not in row["modified_caption"]
+        if row["edit_type"] == "scene":
+            assert row["modified_caption"].startswith(row["caption"]) and "background" in row["modified_caption"]
+    again = generate_triplets(cfg, captions, tmp_path / "again", show_progress=False)
+    assert pq.read_table(tmp_path / "again/triplets.parquet").to_pylist() == rows
+    assert again.triplets == 4
+
+
+def test_template_edit_is_deterministic_per_caption() -> None:
+    caption = CaptionIn("c1", "i1", "three cats on a green sofa")
+    objects = ["cat", "dog", "lamp"]
+    assert template_edit(caption, 0, objects) == template_edit(caption, 0, objects)
+    kinds = {template_edit(CaptionIn(f"c{i}", "i", caption.caption), 0, objects)[2] for i in range(60)}
+    assert kinds == {"color", "count", "scene"}  # "cats" is not the object word "cat"
+
+
+def generate_command(captions: Path, out: Path, endpoint: str) -> list[str]:
+    return [sys.executable, "-m", "scot_data", "triplets", "generate", "--captions", str(captions),
+            "--out", str(out), "--endpoint", endpoint, "--model", "scripted", "--batch-size", "5",
+            "--concurrency", "2", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_same_triplet_ids(tmp_path: Path) -> None:
+    captions = make_captions(tmp_path, [f"a drawing number {i}" for i in range(120)])
+    port = free_port()
+    server_process = start_server(port, delay=0.03)
+    endpoint = f"http://127.0.0.1:{port}/v1"
+    try:
+        resumed = tmp_path / "resumed"
+        process = subprocess.Popen(generate_command(captions, resumed, endpoint), cwd=REPO)
+        deadline = time.monotonic() + 60
+        while len(list((resumed / PARTS_DIR).glob("*.triplets.parquet"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not (resumed / "manifest.json").exists()
+        subprocess.run(generate_command(captions, resumed, endpoint), cwd=REPO, check=True)
+        reference = tmp_path / "reference"
+        subprocess.run(generate_command(captions, reference, endpoint), cwd=REPO, check=True)
+    finally:
+        stop_server(server_process)
+
+    def rows(out: Path) -> list[tuple[str, str]]:
+        table = pq.read_table(out / "triplets.parquet").to_pylist()
+        return sorted((r["triplet_id"], r["modified_caption"]) for r in table)
+
+    assert rows(resumed) == rows(reference)
+    assert len(rows(resumed)) == len({r[0] for r in rows(resumed)}) == 120
+    assert len(list((resumed / PARTS_DIR).glob("*.triplets.parquet"))) == 24
