@@ -9,6 +9,8 @@ is chosen by a tag in the caption of the last user message:
   sleeps past any sane timeout; ``[drop]`` the first request's connection is cut mid-body;
 - anything else: a valid edit derived from the caption ("make it red").
 
+``GET /stats`` returns how many chat requests arrived.
+
 ``SCRIPTED_DELAY`` (seconds) delays every chat answer, to make a run long enough to kill.
 """
 
@@ -75,6 +77,9 @@ async def app(scope, receive, send_fn) -> None:
     path = scope["path"]
     if path == "/health":
         await send(send_fn, 200, b"")
+        return
+    if path == "/stats":
+        await send(send_fn, 200, json.dumps({"chat_requests": sum(seen.values())}).encode())
         return
     if path == "/v1/models":
         await send(send_fn, 200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())

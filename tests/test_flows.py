@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -55,3 +56,36 @@ def test_pipeline_flow_runs_spec(prefect_harness, coco_dir: Path, tmp_path: Path
     assert result["captions"]["rows"] == 5
     assert result["encoder"] == "pending"
     assert pq.read_metadata(tmp_path / "run/captions/captions.parquet").num_rows == 5
+
+
+def test_triplets_flow_maps_batches_and_caches(prefect_harness, tmp_path: Path) -> None:
+    from flows.triplets import triplets_flow, triplets_watch_flow
+    from tests.test_triplets import REPO, free_port, make_captions, start_server, stop_server
+
+    captions = make_captions(tmp_path, [f"a red kite number {i}" for i in range(10)] + ["a cat [bad-json]"])
+    port = free_port()
+    server = start_server(port)
+    config = {"endpoints": [f"http://127.0.0.1:{port}/v1"], "model": "scripted", "batch_size": 3,
+              "retry_backoff": 0.05, "prompt": str(REPO / "pipelines/prompts/v1.yaml")}  # fmt: skip
+    out = tmp_path / "out"
+
+    def served() -> int:
+        return httpx.get(f"http://127.0.0.1:{port}/stats").json()["chat_requests"]
+
+    try:
+        first = triplets_flow(config, str(captions), str(out))
+        assert first["triplets"] == 10 and first["rejects"] == 1 and first["parts"] == 4
+        assert served() == 11
+        (out / "manifest.json").unlink()
+        second = triplets_flow(config, str(captions), str(out))
+        assert second["triplets"] == 10 and served() == 11  # cached tasks: no LLM call
+        (out / "manifest.json").unlink()
+        for part in (out / "parts").glob("*"):
+            part.unlink()
+        third = triplets_flow(config, str(captions), str(out))
+        assert third["triplets"] == 10 and served() == 22  # deleted parts are made again
+        produced = triplets_watch_flow(str(tmp_path), str(tmp_path / "watched"), config)
+        assert produced == [str(tmp_path / "watched" / "captions")]
+        assert triplets_watch_flow(str(tmp_path), str(tmp_path / "watched"), config) == []
+    finally:
+        stop_server(server)

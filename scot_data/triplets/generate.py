@@ -373,57 +373,82 @@ def stage_inputs(cfg: TripletsConfig, captions_dir: Path) -> list[InputRef]:
     return inputs
 
 
-def generate_triplets(
-    cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path, show_progress: bool = True
-) -> TripletSummary:
-    """Run the stage; a finished stage with the same inputs and options is skipped."""
+@dataclass
+class Prepared:
+    """A stage ready to run: its batches, what is left, and what the manifest will say."""
+
+    run: Run
+    batches: list[Batch]
+    out: Path
+    config: dict[str, Any]
+    inputs: list[InputRef]
+    summary: TripletSummary
+    started: float
+
+    @property
+    def todo(self) -> list[Batch]:
+        return [b for b in self.batches if not b.done()]
+
+
+def prepare(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) -> Prepared | TripletSummary:
+    """Plan the run, or return the summary of a finished one with the same inputs and options.
+
+    Endpoints are checked here, before any work, when there is LLM work left to do.
+    """
     started = time.perf_counter()
     captions_path, out = Path(captions_dir), Path(out_dir)
     captions = sample(load_captions(captions_path), cfg.limit, cfg.seed)
     run = make_run(cfg)
     inputs = stage_inputs(cfg, captions_path)
     config = stage_config(cfg, run.prompt)
-    fingerprint = stage_fingerprint(STAGE, config, inputs)
-    if is_complete(out, STAGE, fingerprint):
+    if is_complete(out, STAGE, stage_fingerprint(STAGE, config, inputs)):
         stats = (read_manifest(out) or {}).get("stats", {})
         return TripletSummary(**{**stats, "out_dir": str(out), "skipped": True, "seconds": 0.0})
     (out / "manifest.json").unlink(missing_ok=True)
     remove_stale_temporaries(out)
-
-    batches = plan(captions, run, out / PARTS_DIR)
-    todo = [b for b in batches if not b.done()]
-    summary = TripletSummary(out_dir=str(out), backend=cfg.backend, captions=len(captions), parts=len(batches))
-    summary.parts_reused = len(batches) - len(todo)
-    if todo and cfg.backend == "llm":
-        check_endpoints(cfg)
     if cfg.backend == "template":
         run.objects = corpus_objects(captions)
+    batches = plan(captions, run, out / PARTS_DIR)
+    summary = TripletSummary(out_dir=str(out), backend=cfg.backend, captions=len(captions), parts=len(batches))
+    prepared = Prepared(run, batches, out, config, inputs, summary, started)
+    summary.parts_reused = len(batches) - len(prepared.todo)
+    if prepared.todo and cfg.backend == "llm":
+        check_endpoints(cfg)
+    return prepared
 
+
+def generate_triplets(
+    cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path, show_progress: bool = True
+) -> TripletSummary:
+    """Run the stage; a finished stage with the same inputs and options is skipped."""
+    prepared = prepare(cfg, captions_dir, out_dir)
+    if isinstance(prepared, TripletSummary):
+        return prepared
+    run, todo = prepared.run, prepared.todo
     failures: list[str] = []
     with Progress(disable=not show_progress) as progress:
-        task = progress.add_task(f"triplets ({cfg.backend})", total=len(captions),
-                                 completed=sum(len(b.captions) for b in batches if b.done()))  # fmt: skip
+        total = prepared.summary.captions
+        task = progress.add_task(f"triplets ({cfg.backend})", total=total,
+                                 completed=total - sum(len(b.captions) for b in todo))  # fmt: skip
         if run.prompt is None:
             for batch in todo:
                 run_batch(run, batch)
                 progress.advance(task, len(batch.captions))
         else:
-            (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
             failures = asyncio.run(_run_llm(run, todo, lambda b: progress.advance(task, len(b.captions))))
     if failures:
         raise StageIncomplete(
-            f"{len(failures)} of {len(batches)} batches unanswered (finished parts kept; run again to retry): "
-            + failures[0]
+            f"{len(failures)} of {len(prepared.batches)} batches unanswered (finished parts kept; run again to "
+            f"retry): {failures[0]}"
         )
-    return finish(batches, out, summary, config, inputs, started)
+    return finish(prepared)
 
 
-def finish(
-    batches: list[Batch], out: Path, summary: TripletSummary, config: dict, inputs: list[InputRef], started: float
-) -> TripletSummary:
+def finish(prepared: Prepared) -> TripletSummary:
     """Assemble the final tables, then stats, then the manifest (last)."""
+    summary, out, batches = prepared.summary, prepared.out, prepared.batches
     assemble(batches, out, summary)
-    summary.seconds = round(time.perf_counter() - started, 2)
+    summary.seconds = round(time.perf_counter() - prepared.started, 2)
     if summary.seconds > 0:
         summary.requests_per_second = round(summary.requests / summary.seconds, 2)
         summary.triplets_per_second = round(summary.triplets / summary.seconds, 2)
@@ -431,8 +456,8 @@ def finish(
     write_manifest(
         out,
         STAGE,
-        config,
-        inputs,
+        prepared.config,
+        prepared.inputs,
         {TRIPLETS_FILE: summary.triplets, REJECTS_FILE: summary.rejects, STATS_FILE: None},
         extra={"stats": asdict(summary), "parts": sorted(b.path("triplets").name for b in batches)},
     )

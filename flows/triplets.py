@@ -1,0 +1,111 @@
+"""The triplet stage as a Prefect flow: one cached, retried task per batch of captions.
+
+The cache policy is the task's inputs plus "its part is still on disk": a second run over
+the same batches makes no LLM calls and starts no task, while a part deleted by hand is
+made again instead of being trusted to a cache entry. A batch whose requests all failed
+(a server restart, say) raises and Prefect retries it.
+
+Deployment: ``python -m flows.triplets serve CAPTIONS_ROOT OUT_ROOT`` registers
+``scot-triplets-watch``, which runs every ``--every`` seconds and generates triplets for
+each finished caption directory under CAPTIONS_ROOT that has none yet.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import INPUTS, CacheKeyFnPolicy
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from scot_data.manifest import read_manifest
+from scot_data.triplets.config import TripletsConfig
+from scot_data.triplets.generate import (
+    Batch,
+    TripletSummary,
+    finish,
+    generate_triplets,
+    make_run,
+    prepare,
+    run_batch,
+)
+from scot_data.triplets.records import CaptionIn
+
+BATCH_TASKS_IN_FLIGHT = 4
+
+
+def _part_on_disk(_context: Any, parameters: dict[str, Any]) -> str:
+    """A constant key while the part exists; a fresh one (a cache miss) once it is gone."""
+    batch = Batch(parameters["key"], (), Path(parameters["parts_dir"]))
+    return "part-on-disk" if batch.done() else f"part-missing-{time.time_ns()}"
+
+
+@task(
+    name="triplet-batch",
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    cache_policy=INPUTS + CacheKeyFnPolicy(cache_key_fn=_part_on_disk),
+    persist_result=True,
+)
+def batch_task(config: dict[str, Any], parts_dir: str, key: str, captions: list[dict[str, str]]) -> dict[str, Any]:
+    """Answer one batch and write its part (the library skips a part already on disk)."""
+    run = make_run(TripletsConfig.model_validate(config))
+    batch = Batch(key, tuple(CaptionIn(**c) for c in captions), Path(parts_dir))
+    return asdict(run_batch(run, batch))
+
+
+@flow(name="scot-triplets", task_runner=ThreadPoolTaskRunner(max_workers=BATCH_TASKS_IN_FLIGHT))
+def triplets_flow(config: dict[str, Any], captions_dir: str, out_dir: str) -> dict[str, Any]:
+    """Generate triplets for a caption directory (see ``scot triplets generate``)."""
+    cfg = TripletsConfig.model_validate(config)
+    logger = get_run_logger()
+    if cfg.backend == "template":
+        return asdict(generate_triplets(cfg, captions_dir, out_dir, show_progress=False))
+    prepared = prepare(cfg, captions_dir, out_dir)
+    if isinstance(prepared, TripletSummary):
+        logger.info("triplets: already complete in %s", out_dir)
+        return asdict(prepared)
+    batches = prepared.batches
+    logger.info("triplets: %d batches, %d left", len(batches), len(prepared.todo))
+    futures = [
+        batch_task.submit(config, str(b.parts_dir), b.key, [asdict(c) for c in b.captions]) for b in batches
+    ]
+    for done, future in enumerate(futures, start=1):
+        future.result()
+        if done % 10 == 0 or done == len(futures):
+            logger.info("triplets: %d/%d batches", done, len(futures))
+    summary = finish(prepared)
+    logger.info("triplets: %d accepted, %d rejected %s", summary.triplets, summary.rejects, summary.reasons)
+    return asdict(summary)
+
+
+@flow(name="scot-triplets-watch")
+def triplets_watch_flow(captions_root: str, out_root: str, config: dict[str, Any]) -> list[str]:
+    """Generate triplets for every finished caption directory that has no triplets yet."""
+    done = []
+    for manifest in sorted(Path(captions_root).glob("**/manifest.json")):
+        captions_dir = manifest.parent
+        if (read_manifest(captions_dir) or {}).get("stage") != "captions":
+            continue
+        out = Path(out_root) / captions_dir.relative_to(captions_root)
+        if read_manifest(out) is None:
+            triplets_flow(config, str(captions_dir), str(out))
+            done.append(str(out))
+    return done
+
+
+def serve(captions_root: str, out_root: str, every: int = 600) -> None:
+    """Register and serve the watch deployment (blocks; Ctrl-C stops it)."""
+    triplets_watch_flow.serve(
+        name="scot-triplets-watch",
+        interval=every,
+        parameters={"captions_root": captions_root, "out_root": out_root, "config": TripletsConfig().model_dump(mode="json")},
+    )
+
+
+if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "serve":
+    serve(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 600)
