@@ -19,6 +19,8 @@ from rich.table import Table
 from scot_data.captions.config import FORMATS, CaptionsConfig
 from scot_data.captions.ingest import ingest_captions
 from scot_data.errors import ScotInputError
+from scot_data.llm.models import resolve_model
+from scot_data.llm.server import DEFAULT_VENV, ServerError, VLLMServerConfig, list_servers, serve, stop_servers
 from scot_data.pipeline import run_pipeline
 from scot_data.spec import load_spec
 from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
@@ -29,6 +31,8 @@ app = typer.Typer(help="scot: composed image retrieval from image-caption collec
 captions_app = typer.Typer(help="The caption stage.", no_args_is_help=True)
 spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
 triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
+llm_app = typer.Typer(help="The embedded vLLM server.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 app.add_typer(captions_app, name="captions")
 app.add_typer(triplets_app, name="triplets")
 app.add_typer(spec_app, name="spec")
@@ -49,6 +53,9 @@ def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except StageIncomplete as exc:
             typer.echo(f"incomplete: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except ServerError as exc:
+            typer.echo(f"llm server: {exc}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -148,6 +155,43 @@ def triplets_generate(
     )
     summary = generate_triplets(config, captions, out, show_progress=progress)
     print_summary(f"triplets -> {out}", summary.__dict__)
+
+
+@llm_app.command("serve")
+@reports_input_errors
+def llm_serve(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", help="built-in name, local HF dir or hub id"),
+    port: int = typer.Option(8000, "--port"),
+    served_name: Optional[str] = typer.Option(None, "--served-name", help="default: --model"),
+    venv: Path = typer.Option(DEFAULT_VENV, "--venv", help="the vLLM environment"),
+    eager: bool = typer.Option(True, "--eager/--compile", help="skip torch.compile (3x faster start on CPU)"),
+    kv_cache_gib: float = typer.Option(2.0, "--kv-cache-gib"),
+    max_model_len: int = typer.Option(1024, "--max-model-len"),
+    timeout: float = typer.Option(900.0, "--timeout", help="seconds to wait for /health"),
+) -> None:
+    """Start the vLLM OpenAI server on 127.0.0.1 in the background and wait until healthy."""
+    config = VLLMServerConfig(
+        model=resolve_model(model), served_model_name=served_name or model, port=port, venv=venv,
+        enforce_eager=eager, kv_cache_gib=kv_cache_gib, max_model_len=max_model_len,
+    )  # fmt: skip
+    server, waited = serve(config, timeout)
+    typer.echo(f"serving {config.name} at {config.base_url} (pid {server.process.pid if server.process else '?'}, "
+               f"healthy after {waited:.0f} s, log {server.log_file}); stop with: scot llm stop --port {port}")
+
+
+@llm_app.command("stop")
+@reports_input_errors
+def llm_stop(port: Optional[int] = typer.Option(None, "--port", help="default: every server scot started")) -> None:
+    """Stop servers started by ``scot llm serve`` (found through their state files)."""
+    stopped = stop_servers(port=port)
+    typer.echo(f"stopped {len(stopped)} server(s)" + "".join(f"\n  port {s.port}: {s.model}" for s in stopped))
+
+
+@llm_app.command("status")
+def llm_status() -> None:
+    """List the servers scot started and whether they are alive."""
+    for path, state in list_servers():
+        typer.echo(f"port {state.port}: {state.model} pid {state.pid} {'alive' if state.is_alive() else 'dead'} ({path})")
 
 
 @app.command("run")

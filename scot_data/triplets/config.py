@@ -15,9 +15,13 @@ class EmbeddedServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field("smollm2-135m-instruct", description="a local HF directory or a built-in name")
+    model: str = Field("smollm2-135m-instruct", description="a built-in name, a local HF directory or a hub id")
     port: int = Field(8000, ge=1, le=65535)
     venv: Path = Path(".venv-vllm")
+    max_model_len: int = Field(1024, ge=64)
+    kv_cache_gib: float = Field(2.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE (CPU builds only)")
+    enforce_eager: bool = Field(True, description="skip torch.compile: a 3x faster start on CPU")
+    startup_timeout: float = Field(900.0, gt=0)
 
 
 class Sampling(BaseModel):

