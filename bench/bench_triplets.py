@@ -84,7 +84,7 @@ def stage(url: str, model: str, texts: list[str], concurrency: int, max_tokens: 
         captions_dir.mkdir()
         keys = [f"{i}.png" for i in range(len(texts))]
         pq.write_table(pa.table({
-            "caption_id": [ids.caption_id("bench", k, t) for k, t in zip(keys, texts)],
+            "caption_id": [ids.caption_id("bench", k, t) for k, t in zip(keys, texts, strict=True)],
             "image_id": [ids.image_id("bench", k) for k in keys], "image_uri": keys, "caption": texts,
             "source": ["bench"] * len(texts)}), captions_dir / "captions.parquet")  # fmt: skip
         atomic_write_json(captions_dir / "manifest.json", {"stage": "captions"})

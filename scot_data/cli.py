@@ -20,7 +20,14 @@ from scot_data.captions.config import FORMATS, CaptionsConfig
 from scot_data.captions.ingest import ingest_captions
 from scot_data.errors import ScotInputError
 from scot_data.llm.models import resolve_model
-from scot_data.llm.server import DEFAULT_VENV, ServerError, VLLMServerConfig, list_servers, serve, stop_servers
+from scot_data.llm.server import (
+    DEFAULT_VENV,
+    ServerError,
+    VLLMServerConfig,
+    list_servers,
+    serve,
+    stop_servers,
+)
 from scot_data.pipeline import run_pipeline
 from scot_data.spec import load_spec
 from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
@@ -33,6 +40,8 @@ spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
 triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
 llm_app = typer.Typer(help="The embedded vLLM server.", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")
+encoder_app = typer.Typer(help="Frozen encoders.", no_args_is_help=True)
+app.add_typer(encoder_app, name="encoder")
 app.add_typer(captions_app, name="captions")
 app.add_typer(triplets_app, name="triplets")
 app.add_typer(spec_app, name="spec")
@@ -192,6 +201,35 @@ def llm_status() -> None:
     """List the servers scot started and whether they are alive."""
     for path, state in list_servers():
         typer.echo(f"port {state.port}: {state.model} pid {state.pid} {'alive' if state.is_alive() else 'dead'} ({path})")
+
+
+@encoder_app.command("fit-lit")
+@reports_input_errors
+def encoder_fit_lit(
+    captions: Path = typer.Option(..., "--captions", help="a finished caption-stage directory or a Parquet table"),
+    out: Path = typer.Option(..., "--out", help="output directory for heads, model card and manifest"),
+    seed: int = typer.Option(0, "--seed"),
+    held_out_fraction: float = typer.Option(0.2, "--held-out-fraction"),
+    max_steps: int = typer.Option(3000, "--max-steps"),
+    workers: int = typer.Option(1, "--workers", help="image-decoding DataLoader workers"),
+    device: str = typer.Option("auto", "--device"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Fit the lit-mini projection heads on clip-art captions; report held-out recall."""
+    from scot_data.encoders.fit_lit import FitLitConfig, fit_lit_from_captions
+
+    config = FitLitConfig(seed=seed, held_out_fraction=held_out_fraction, max_steps=max_steps,
+                          num_workers=workers, device=device)  # fmt: skip
+    fit_lit_from_captions(captions, out, config, show_progress=progress)
+
+
+@encoder_app.command("info")
+@reports_input_errors
+def encoder_info(spec: str = typer.Argument(..., help="lit-mini[@heads], open_clip:NAME@TAG|CKPT, hf:DIR")) -> None:
+    """Build an encoder and print its identity (what every embedding manifest records)."""
+    from scot_data.encoders import create_encoder
+
+    typer.echo(json.dumps(create_encoder(spec).identity.as_dict(), indent=2))
 
 
 @app.command("run")

@@ -12,7 +12,6 @@ from PIL import Image
 from scot_data.captions.config import OpenclipartCaptions
 from scot_data.captions.ingest import ingest_captions, select
 from scot_data.captions.readers.openclipart import scan_openclipart
-from scot_data.captions.records import Reject
 from tests.conftest import REAL_CLIPART
 
 pytestmark = pytest.mark.skipif(not REAL_CLIPART.is_dir(), reason="needs Debian openclipart-svg")
@@ -46,5 +45,5 @@ def test_sample_renders(tmp_path: Path) -> None:
     for row in rows[:10]:
         with Image.open(row["image_uri"]) as image:
             assert image.size == (224, 224) and image.mode == "RGB"
-            low, high = zip(*image.getextrema())
+            low, high = zip(*image.getextrema(), strict=True)
             assert min(low) < 250, "a render must draw something on the white canvas"

@@ -23,8 +23,8 @@ from scot_data.errors import ScotInputError
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.generate import PARTS_DIR, generate_triplets
 from scot_data.triplets.prompts import load_prompt
-from scot_data.triplets.template import template_edit
 from scot_data.triplets.records import CaptionIn
+from scot_data.triplets.template import template_edit
 from tests.conftest import png_bytes
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,11 +28,25 @@ from rich.progress import Progress
 from scot_data import ids
 from scot_data.atomic import atomic_path, atomic_write_json, remove_stale_temporaries
 from scot_data.errors import ScotInputError
-from scot_data.manifest import InputRef, fingerprint_input, is_complete, read_manifest, stage_fingerprint, write_manifest
+from scot_data.manifest import (
+    InputRef,
+    fingerprint_input,
+    is_complete,
+    read_manifest,
+    stage_fingerprint,
+    write_manifest,
+)
 from scot_data.triplets.client import ChatClient, RequestFailed, RequestRefused
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.prompts import PromptTemplate, load_prompt
-from scot_data.triplets.records import REJECTS_SCHEMA, TRIPLETS_SCHEMA, CaptionIn, Triplet, TripletReject, to_table
+from scot_data.triplets.records import (
+    REJECTS_SCHEMA,
+    TRIPLETS_SCHEMA,
+    CaptionIn,
+    Triplet,
+    TripletReject,
+    to_table,
+)
 from scot_data.triplets.template import TEMPLATE_VERSION, corpus_objects, template_edit
 from scot_data.triplets.validate import AnswerRejected, check_answer, edit_label, normalise, parse_answer
 
