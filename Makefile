@@ -23,6 +23,8 @@ test-fast: setup
 
 bench: setup
 	$(VENV)/bin/python bench/bench_captions.py
+	$(VENV)/bin/python bench/bench_triplets.py
+	$(VENV)/bin/python bench/encoder_forward.py --encoder lit-mini
 
 clean-demo:
 	rm -rf shards/demo

@@ -36,22 +36,21 @@ from scot_data.triplets.generate import StageIncomplete, generate_triplets
 app = typer.Typer(help="scot: composed image retrieval from image-caption collections.", no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode=None)
 captions_app = typer.Typer(help="The caption stage.", no_args_is_help=True)
-spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
 triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
 llm_app = typer.Typer(help="The embedded vLLM server.", no_args_is_help=True)
-app.add_typer(llm_app, name="llm")
 encoder_app = typer.Typer(help="Frozen encoders.", no_args_is_help=True)
-app.add_typer(encoder_app, name="encoder")
-app.add_typer(captions_app, name="captions")
-app.add_typer(triplets_app, name="triplets")
-app.add_typer(spec_app, name="spec")
+spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
+for name, sub_app in (("captions", captions_app), ("triplets", triplets_app), ("llm", llm_app),
+                      ("encoder", encoder_app), ("spec", spec_app)):  # fmt: skip
+    app.add_typer(sub_app, name=name)
 
 console = Console()
 EXIT_BAD_INPUT = 2
 
 
 def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ScotInputError into one line on stderr and exit code 2."""
+    """Bad input: one line on stderr, exit code 2. An incomplete stage or a server that
+    would not start: one line, exit code 1 (finished work is kept either way)."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
