@@ -244,7 +244,7 @@ def run(
     for column in ("stage", "status", "seconds", "summary"):
         table.add_column(column)
     for result in results:
-        brief = {k: v for k, v in result.summary.items() if k in ("rows", "images", "rejects", "duplicates")}
+        brief = {k: v for k, v in result.summary.items() if k in ("rows", "images", "captions", "triplets", "rejects", "duplicates")}
         table.add_row(result.stage, result.status, f"{result.seconds:.1f}", json.dumps(brief))
     console.print(table)
 
