@@ -96,18 +96,12 @@ class Encoder(ABC):
     """A frozen image-text encoder. Subclasses build the model and implement the two
     ``_*_features`` methods; this class owns device, precision and normalisation."""
 
+    # Set by every subclass's constructor:
+    identity: EncoderIdentity  # recorded with every embedding this encoder writes
+    image_transform: ImageTransform  # PIL -> CHW tensor; picklable, for DataLoader workers
+
     def __init__(self, device: str | torch.device = "auto") -> None:
         self.device = resolve_device(device)
-
-    @property
-    @abstractmethod
-    def identity(self) -> EncoderIdentity:
-        """The identity recorded with every embedding this encoder writes."""
-
-    @property
-    @abstractmethod
-    def image_transform(self) -> ImageTransform:
-        """PIL image -> CHW float tensor; picklable, so it runs inside DataLoader workers."""
 
     @abstractmethod
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:

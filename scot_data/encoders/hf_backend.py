@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-from scot_data.encoders.base import Encoder, EncoderIdentity, ImageTransform, rgb_on_white, state_dict_sha256
+from scot_data.encoders.base import Encoder, EncoderIdentity, rgb_on_white, state_dict_sha256
 from scot_data.errors import ScotInputError
 
 SIGLIP_TEXT_LENGTH = 64
@@ -62,11 +62,11 @@ class HFEncoder(Encoder):
         self._max_length = min(
             model.config.text_config.max_position_embeddings, self._tokenizer.model_max_length
         )
-        self._transform = HFImageTransform(processor)
+        self.image_transform = HFImageTransform(processor)
         padding = f"max_length {SIGLIP_TEXT_LENGTH}" if self._fixed_length else "longest"
         weights_sha256 = state_dict_sha256(model)
         self.model = self._place(model)
-        self._identity = EncoderIdentity(
+        self.identity = EncoderIdentity(
             backend="hf",
             model_name=f"{type(model).__name__}:{directory.name}",
             weights_sha256=weights_sha256,
@@ -94,13 +94,7 @@ class HFEncoder(Encoder):
         keep = ("input_ids", "attention_mask")
         return {k: v.to(self.device) for k, v in batch.items() if k in keep}
 
-    @property
-    def identity(self) -> EncoderIdentity:
-        return self._identity
 
-    @property
-    def image_transform(self) -> ImageTransform:
-        return self._transform
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return _features(self.model.get_image_features(pixel_values=pixels))

@@ -30,7 +30,7 @@ from timm.layers import freeze_batch_norm_2d
 from transformers import AutoTokenizer
 
 from scot_data.atomic import atomic_path
-from scot_data.encoders.base import Encoder, EncoderIdentity, ImageTransform, state_dict_sha256
+from scot_data.encoders.base import Encoder, EncoderIdentity, state_dict_sha256
 from scot_data.encoders.efficientnet_lite0 import TIMM_MODEL_NAME, load_into_timm
 from scot_data.encoders.open_clip_backend import describe_preprocessing, eval_transform
 from scot_data.encoders.package_data import efficientnet_lite0_checkpoint, minilm_dir
@@ -190,8 +190,8 @@ class LitMiniEncoder(Encoder):
             load_heads(model, heads, self.towers_sha256)
         self.heads_path = None if heads is None else Path(heads)
         self._tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)
-        self._transform = eval_transform(model)
-        self._identity = EncoderIdentity(
+        self.image_transform = eval_transform(model)
+        self.identity = EncoderIdentity(
             backend=BACKEND,
             model_name=MODEL_NAME,
             weights_sha256=state_dict_sha256(model),
@@ -213,13 +213,7 @@ class LitMiniEncoder(Encoder):
             return f"{towers}; heads: UNTRAINED (random init, seed {seed})"
         return f"{towers}; heads: {self.heads_path.name} (sha256 {sha256_file(self.heads_path)[:16]})"
 
-    @property
-    def identity(self) -> EncoderIdentity:
-        return self._identity
 
-    @property
-    def image_transform(self) -> ImageTransform:
-        return self._transform
 
     def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
         batch = self._tokenizer(

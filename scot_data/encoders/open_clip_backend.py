@@ -17,7 +17,7 @@ from open_clip.model import get_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision.transforms import Compose
 
-from scot_data.encoders.base import Encoder, EncoderIdentity, ImageTransform, rgb_on_white, state_dict_sha256
+from scot_data.encoders.base import Encoder, EncoderIdentity, rgb_on_white, state_dict_sha256
 
 
 def eval_transform(model: torch.nn.Module) -> Compose:
@@ -64,9 +64,9 @@ class OpenClipEncoder(Encoder):
             torch.manual_seed(seed)  # a random init is reproducible, so its identity is stable
             model = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
         self._tokenizer = open_clip.get_tokenizer(model_name)
-        self._transform = eval_transform(model)
+        self.image_transform = eval_transform(model)
         context = getattr(self._tokenizer, "context_length", None)
-        self._identity = EncoderIdentity(
+        self.identity = EncoderIdentity(
             backend="open_clip",
             model_name=model_name,
             weights_sha256=state_dict_sha256(model),
@@ -80,13 +80,7 @@ class OpenClipEncoder(Encoder):
         )
         self.model = self._place(model)
 
-    @property
-    def identity(self) -> EncoderIdentity:
-        return self._identity
 
-    @property
-    def image_transform(self) -> ImageTransform:
-        return self._transform
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(pixels)
