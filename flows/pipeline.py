@@ -1,6 +1,8 @@
-"""A whole pipeline spec as one Prefect flow with a subflow per available stage.
+"""A whole pipeline spec as one Prefect flow, each available stage a subflow.
 
-Run: ``python -m flows.pipeline pipelines/demo.yaml``.
+Each subflow runs the same library stage runner as ``scot run`` (so both skip complete
+stages and resume partial ones the same way); stages not implemented yet are logged as
+pending. Run: ``python -m flows.pipeline pipelines/demo.yaml``.
 """
 
 from __future__ import annotations
@@ -10,23 +12,31 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.captions import captions_flow
-from scot_data.pipeline import RUNNERS, STAGE_ORDER, stage_dir
+from scot_data.pipeline import RUNNERS, STAGE_ORDER
 from scot_data.spec import load_spec
+
+
+@flow(name="scot-stage", flow_run_name="{stage}", retries=1, retry_delay_seconds=10)
+def stage_flow(spec_path: str, stage: str) -> dict[str, Any]:
+    """One stage of the spec (its summary is the flow's result)."""
+    return RUNNERS[stage](load_spec(spec_path), False)
 
 
 @flow(name="scot-pipeline")
 def pipeline_flow(spec_path: str) -> dict[str, Any]:
-    """Run the spec's stages in order; stages not yet implemented are logged as pending."""
+    """Run the spec's stages in order."""
     spec = load_spec(spec_path)
     logger = get_run_logger()
-    results: dict[str, Any] = {
-        "captions": captions_flow(spec.captions.model_dump(mode="json"), str(stage_dir(spec, "captions")))
-    }
+    results: dict[str, Any] = {}
     for stage in STAGE_ORDER:
-        if stage not in RUNNERS and getattr(spec, stage) is not None:
+        if getattr(spec, stage) is None:
+            continue
+        if stage not in RUNNERS:
             logger.warning("stage %s: pending, not implemented in this version", stage)
             results[stage] = "pending"
+            continue
+        results[stage] = stage_flow(spec_path, stage)
+        logger.info("stage %s: %s", stage, {k: v for k, v in results[stage].items() if isinstance(v, int)})
     return results
 
 

@@ -7,6 +7,7 @@ one line that names the file, row or key; nothing already written is lost.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -18,6 +19,8 @@ from rich.table import Table
 
 from scot_data.captions.config import FORMATS, CaptionsConfig
 from scot_data.captions.ingest import ingest_captions
+from scot_data.embed.config import EmbedConfig
+from scot_data.embed.stage import embed_stage
 from scot_data.errors import ScotInputError
 from scot_data.llm.models import resolve_model
 from scot_data.llm.server import (
@@ -32,6 +35,7 @@ from scot_data.pipeline import run_pipeline
 from scot_data.spec import load_spec
 from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
 from scot_data.triplets.generate import StageIncomplete, generate_triplets
+from scot_data.verify import publish, verify
 
 app = typer.Typer(help="scot: composed image retrieval from image-caption collections.", no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -229,6 +233,61 @@ def encoder_info(spec: str = typer.Argument(..., help="lit-mini[@heads], open_cl
     from scot_data.encoders import create_encoder
 
     typer.echo(json.dumps(create_encoder(spec).identity.as_dict(), indent=2))
+
+
+@app.command("embed")
+@reports_input_errors
+def embed_command(
+    captions: Path = typer.Option(..., "--captions", help="a finished caption-stage directory"),
+    triplets: Optional[Path] = typer.Option(None, "--triplets", help="a finished triplet-stage directory"),
+    encoder: str = typer.Option(
+        "lit-mini", "--encoder", help="backend[:model][@weights], e.g. lit-mini@heads.safetensors"
+    ),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    device: str = typer.Option("auto", "--device"),
+    image_batch_size: int = typer.Option(64, "--image-batch-size"),
+    text_batch_size: int = typer.Option(256, "--text-batch-size"),
+    workers: int = typer.Option(2, "--workers", help="DataLoader processes decoding images"),
+    shard_max_rows: int = typer.Option(262_144, "--shard-max-rows"),
+    shard_max_bytes: int = typer.Option(512 * 1024 * 1024, "--shard-max-bytes"),
+    block_rows: int = typer.Option(1024, "--block-rows", help="embeddings per WebDataset sample"),
+    seed: int = typer.Option(0, "--seed", help="seed of any random init"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Embed every distinct image and text once: Parquet + WebDataset shards + manifest."""
+    cfg = EmbedConfig(
+        encoder=encoder, device=device, image_batch_size=image_batch_size, text_batch_size=text_batch_size,
+        num_workers=workers, shard_max_rows=shard_max_rows, shard_max_bytes=shard_max_bytes,
+        block_rows=block_rows, seed=seed,
+    )  # fmt: skip
+    summary = embed_stage(cfg, captions, triplets, out, show_progress=progress)
+    typer.echo(json.dumps(asdict(summary), indent=2))
+
+
+@app.command("verify")
+@reports_input_errors
+def verify_command(
+    directory: str = typer.Argument(..., help="a stage output directory or fsspec URL"),
+) -> None:
+    """Check checksums, row counts, dims, NaNs and shards against the manifest; exit 1 on problems."""
+    problems = verify(directory)
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{directory}: ok")
+
+
+@app.command("publish")
+@reports_input_errors
+def publish_command(
+    directory: Path = typer.Argument(..., help="a finished stage directory"),
+    url: str = typer.Argument(..., help="destination: a path or fsspec URL (s3://bucket/prefix)"),
+) -> None:
+    """Copy a verified directory to URL (skips files already there, checks each upload, manifest last)."""
+    summary = publish(directory, url)
+    typer.echo(f"published {directory} -> {url}: {len(summary.uploaded)} uploaded "
+               f"({summary.bytes_uploaded} bytes), {len(summary.skipped)} already there")  # fmt: skip
 
 
 @app.command("run")

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from scot_data.captions.ingest import ingest_captions
+from scot_data.embed.config import EmbedConfig
+from scot_data.embed.stage import embed_stage
+from scot_data.encoders.fit_lit import fit_lit_from_captions
 from scot_data.llm.embedded import llm_endpoint
-from scot_data.spec import PipelineSpec
+from scot_data.spec import EncoderConfig, PipelineSpec
 from scot_data.triplets.generate import generate_triplets, stage_complete
 
 STAGE_ORDER = ("captions", "triplets", "encoder", "train", "evaluate")
@@ -50,11 +53,39 @@ def _run_triplets(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
         return asdict(generate_triplets(live, captions, out, show_progress=show_progress))
 
 
+def spec_encoder(encoder_cfg: EncoderConfig) -> str:
+    """A pipeline spec's ``encoder:`` section as an encoder spec string."""
+    backend, model, pretrained = encoder_cfg.backend, encoder_cfg.model, encoder_cfg.pretrained
+    if backend == "lit-mini":
+        return "lit-mini" + (f"@{pretrained}" if pretrained else "")
+    return f"{backend}:{model}" + (f"@{pretrained}" if pretrained else "")
+
+
+def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
+    """``scot run``'s encoder stage: ``<out>/captions`` + ``<out>/triplets`` -> ``<out>/embeddings``."""
+    assert spec.encoder is not None
+    encoder = spec.encoder
+    if encoder.backend == "lit-mini" and encoder.fit_lit:
+        fit = fit_lit_from_captions(stage_dir(spec, "captions"), stage_dir(spec, "lit-mini"),
+                                    show_progress=show_progress)  # fmt: skip
+        encoder = encoder.model_copy(update={"pretrained": fit.heads})
+    cfg = EmbedConfig(
+        encoder=spec_encoder(encoder),
+        device=spec.encoder.device,
+        image_batch_size=spec.encoder.batch_size,
+    )
+    triplets = stage_dir(spec, "triplets") if spec.triplets is not None else None
+    summary = embed_stage(cfg, stage_dir(spec, "captions"), triplets, stage_dir(spec, "embeddings"),
+                          show_progress=show_progress)  # fmt: skip
+    return asdict(summary)
+
+
 # Stages whose implementation has landed. A configured stage missing here is reported as
 # pending: the spec is validated, nothing is pretended.
 RUNNERS: dict[str, Callable[[PipelineSpec, bool], dict[str, Any]]] = {
     "captions": _run_captions,
     "triplets": _run_triplets,
+    "encoder": _run_embed,
 }
 
 

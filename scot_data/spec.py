@@ -28,7 +28,8 @@ class EncoderConfig(_Section):
 
     backend: Literal["open_clip", "hf", "lit-mini"] = "lit-mini"
     model: str = "lit-mini"
-    pretrained: str | None = Field(None, description="open_clip pretrained tag or a local checkpoint")
+    pretrained: str | None = Field(None, description="open_clip pretrained tag, a local checkpoint, or lit-mini heads")
+    fit_lit: bool = Field(False, description="lit-mini only: fit its heads on this run's captions first")
     batch_size: int = Field(64, ge=1)
     device: str = "auto"
 

@@ -1,0 +1,28 @@
+"""Options of the embedding-cache stage."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Options that change speed or file cut-up, never the vectors or the shards' content.
+RUNTIME_ONLY_OPTIONS = {"image_batch_size", "text_batch_size", "num_workers", "part_rows"}
+
+
+class EmbedConfig(BaseModel):
+    """Which encoder, how to batch, and how the WebDataset shards are bounded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: str = Field("lit-mini", description="encoder spec: backend[:model][@weights]")
+    seed: int = Field(0, description="seed of any random init (untrained heads, random open_clip)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    image_batch_size: int = Field(64, ge=1)
+    text_batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(2, ge=0, description="DataLoader processes that decode and preprocess images")
+    part_rows: int = Field(4096, ge=1, description="rows per resumable Parquet part")
+    shard_max_rows: int = Field(262_144, ge=1, description="WebDataset shard bound: rows")
+    shard_max_bytes: int = Field(512 * 1024 * 1024, ge=64 * 1024, description="WebDataset shard bound: bytes")
+    block_rows: int = Field(1024, ge=1, description="embeddings per WebDataset sample (one .npy block)")
+    include_caption_table: bool = Field(
+        True, description="embed every caption of the captions table, not only the triplets' texts"
+    )

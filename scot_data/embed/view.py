@@ -1,0 +1,131 @@
+"""The training view: triplets joined to embedding rows, four aligned float16 matrices.
+
+``load_training_view(embeddings, triplets)`` reads each kind's Parquet parts once into
+one (N, dim) float16 matrix (a view over the Arrow buffer, no further copy), maps every
+triplet to row indices with a vectorised hash join, and gathers V (reference image),
+T (its caption), T_m (modification) and T_u (modified caption) lazily on first use. A
+trainer on a GPU can instead move ``images`` / ``texts`` once and gather by the index
+arrays there. Triplets whose image was rejected (or texts absent) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from scot_data.embed.records import text_id, to_matrix
+from scot_data.embed.stage import IMAGES_DIR, TEXTS_DIR, iter_parts
+from scot_data.errors import ScotInputError
+from scot_data.manifest import read_manifest
+
+
+@dataclass
+class Embeddings:
+    """All rows of one kind: ids (Arrow strings) and an (N, dim) float16 matrix."""
+
+    ids: pa.Array
+    matrix: np.ndarray
+
+    def index_of(self, wanted: pa.Array) -> np.ndarray:
+        """Row of each wanted id, -1 where absent."""
+        found = pc.index_in(wanted, value_set=self.ids)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def load_embeddings(embeddings_dir: str | Path, kind: str) -> Embeddings:
+    """Every row of ``kind`` (``images`` or ``texts``) of a finished embeddings directory."""
+    id_column = "image_id" if kind == IMAGES_DIR else "text_id"
+    paths = list(iter_parts(embeddings_dir, kind))
+    if not paths:
+        return Embeddings(pa.array([], pa.string()), np.zeros((0, _dim(embeddings_dir)), np.float16))
+    columns = [id_column, "embedding"]
+    table = pa.concat_tables(pq.read_table(p, columns=columns, memory_map=True) for p in paths)
+    return Embeddings(table.column(0).combine_chunks(), to_matrix(table.column(1)))
+
+
+def _dim(embeddings_dir: str | Path) -> int:
+    return int((read_manifest(embeddings_dir) or {})["embedding"]["dim"])
+
+
+@dataclass
+class TrainingView:
+    """Aligned rows: triplet i uses ``images[v_index[i]]``, ``texts[t_index[i]]`` and so on."""
+
+    triplet_ids: np.ndarray
+    image_ids: np.ndarray
+    images: np.ndarray
+    texts: np.ndarray
+    v_index: np.ndarray
+    t_index: np.ndarray
+    tm_index: np.ndarray
+    tu_index: np.ndarray
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.triplet_ids)
+
+    @cached_property
+    def V(self) -> np.ndarray:  # noqa: N802 (the paper's names)
+        return self.images[self.v_index]
+
+    @cached_property
+    def T(self) -> np.ndarray:  # noqa: N802
+        return self.texts[self.t_index]
+
+    @cached_property
+    def T_m(self) -> np.ndarray:  # noqa: N802
+        return self.texts[self.tm_index]
+
+    @cached_property
+    def T_u(self) -> np.ndarray:  # noqa: N802
+        return self.texts[self.tu_index]
+
+
+def load_training_view(
+    embeddings_dir: str | Path, triplets_dir: str | Path, strict: bool = False
+) -> TrainingView:
+    """Join a finished triplets directory to a finished embeddings directory.
+
+    With ``strict`` a triplet without embeddings is an error; otherwise it is dropped and
+    counted in ``dropped`` (a rejected image drops every triplet that uses it).
+    """
+    triplets_path = Path(triplets_dir) / "triplets.parquet"
+    if read_manifest(triplets_dir) is None or not triplets_path.exists():
+        raise ScotInputError(f"{triplets_dir}: not a finished triplets directory")
+    table = pq.read_table(
+        triplets_path, columns=["triplet_id", "image_id", "caption", "modification", "modified_caption"]
+    )
+    images = load_embeddings(embeddings_dir, IMAGES_DIR)
+    texts = load_embeddings(embeddings_dir, TEXTS_DIR)
+    v = images.index_of(table.column("image_id"))
+    text_rows = []
+    for name in ("caption", "modification", "modified_caption"):
+        hashed = pa.array([text_id(s) for s in table.column(name).to_pylist()], pa.string())
+        text_rows.append(texts.index_of(hashed))
+    t, tm, tu = text_rows
+    keep = (v >= 0) & (t >= 0) & (tm >= 0) & (tu >= 0)
+    dropped = {
+        "image_missing_or_rejected": int((v < 0).sum()),
+        "text_missing": int(((t < 0) | (tm < 0) | (tu < 0)).sum()),
+    }
+    if strict and not keep.all():
+        first = table.column("triplet_id")[int(np.flatnonzero(~keep)[0])].as_py()
+        raise ScotInputError(f"{triplets_path}: triplet {first} has no embeddings ({dropped})")
+    rows = np.flatnonzero(keep)
+    return TrainingView(
+        triplet_ids=table.column("triplet_id").to_numpy(zero_copy_only=False)[rows],
+        image_ids=table.column("image_id").to_numpy(zero_copy_only=False)[rows],
+        images=images.matrix,
+        texts=texts.matrix,
+        v_index=v[rows],
+        t_index=t[rows],
+        tm_index=tm[rows],
+        tu_index=tu[rows],
+        dropped={k: n for k, n in dropped.items() if n},
+    )
