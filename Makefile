@@ -25,6 +25,7 @@ bench: setup
 	$(VENV)/bin/python bench/bench_captions.py
 	$(VENV)/bin/python bench/bench_triplets.py
 	$(VENV)/bin/python bench/encoder_forward.py --encoder lit-mini
+	$(VENV)/bin/python bench/bench_embed.py
 
 clean-demo:
 	rm -rf shards/demo
