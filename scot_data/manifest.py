@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+SummaryT = TypeVar("SummaryT")
 
 from scot_data import __version__
 from scot_data.atomic import atomic_write_json
@@ -120,3 +122,12 @@ def is_complete(out_dir: str | os.PathLike[str], stage: str, fingerprint: str) -
         (out / name).is_file() and (out / name).stat().st_size == meta["bytes"]
         for name, meta in manifest["outputs"].items()
     )
+
+
+def finished_summary(out_dir: str | os.PathLike[str], summary_type: type[SummaryT], **zeroed: Any) -> SummaryT:
+    """The summary a finished stage stored in its manifest, marked skipped: a re-run did
+    nothing (``seconds`` and any ``zeroed`` counters are 0 for this run)."""
+    stats = (read_manifest(out_dir) or {}).get("stats", {})
+    known = {f.name for f in fields(summary_type)}  # type: ignore[arg-type]
+    kept = {k: v for k, v in stats.items() if k in known}
+    return summary_type(**{**kept, "out_dir": str(out_dir), "skipped": True, "seconds": 0.0, **zeroed})

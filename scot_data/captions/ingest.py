@@ -40,7 +40,7 @@ from scot_data.captions.records import (
     rejects_to_table,
     rows_to_table,
 )
-from scot_data.manifest import InputRef, is_complete, read_manifest, stage_fingerprint, write_manifest
+from scot_data.manifest import InputRef, finished_summary, is_complete, stage_fingerprint, write_manifest
 
 STAGE = "captions"
 CAPTIONS_FILE = "captions.parquet"
@@ -192,13 +192,6 @@ def _concat(paths: list[Path], schema: pa.Schema, target: Path, extra: pa.Table 
     return rows
 
 
-def _skipped_summary(out: Path) -> IngestSummary:
-    manifest = read_manifest(out) or {}
-    stats = manifest.get("stats", {})
-    known = {k: v for k, v in stats.items() if k in IngestSummary.__dataclass_fields__}
-    return IngestSummary(**{**known, "out_dir": str(out), "skipped": True, "seconds": 0.0})
-
-
 def ingest_captions(cfg: CaptionsConfig, out_dir: str | Path, show_progress: bool = True) -> IngestSummary:
     """Run the caption stage into ``out_dir``; a finished stage with the same inputs is skipped."""
     started = time.perf_counter()
@@ -207,7 +200,7 @@ def ingest_captions(cfg: CaptionsConfig, out_dir: str | Path, show_progress: boo
     config = stage_config(cfg)
     fingerprint = stage_fingerprint(STAGE, config, inputs)
     if is_complete(out, STAGE, fingerprint):
-        return _skipped_summary(out)
+        return finished_summary(out, IngestSummary)
     (out / "manifest.json").unlink(missing_ok=True)
     remove_stale_temporaries(out)
     summary = IngestSummary(out_dir=str(out))

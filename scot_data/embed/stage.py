@@ -56,6 +56,7 @@ from scot_data.manifest import (
     MANIFEST_NAME,
     InputRef,
     fingerprint_input,
+    finished_summary,
     is_complete,
     read_manifest,
     stage_fingerprint,
@@ -640,10 +641,7 @@ def _remove_unlisted(out: Path, files: dict[str, int | None]) -> None:
 
 
 def skipped_summary(out: Path) -> EmbedSummary:
-    stats = (read_manifest(out) or {}).get("stats", {})
-    known = {k: v for k, v in stats.items() if k in EmbedSummary.__dataclass_fields__}
-    return EmbedSummary(**{**known, "out_dir": str(out), "skipped": True, "seconds": 0.0,
-                           "images_embedded": 0, "texts_embedded": 0, "shards_written": 0})  # fmt: skip
+    return finished_summary(out, EmbedSummary, images_embedded=0, texts_embedded=0, shards_written=0)
 
 
 def embed_stage(

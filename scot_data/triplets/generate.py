@@ -31,6 +31,7 @@ from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     InputRef,
     fingerprint_input,
+    finished_summary,
     is_complete,
     read_manifest,
     stage_fingerprint,
@@ -420,8 +421,7 @@ def prepare(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) 
     started = time.perf_counter()
     captions_path, out = Path(captions_dir), Path(out_dir)
     if stage_complete(cfg, captions_path, out):
-        stats = (read_manifest(out) or {}).get("stats", {})
-        return TripletSummary(**{**stats, "out_dir": str(out), "skipped": True, "seconds": 0.0})
+        return finished_summary(out, TripletSummary)
     captions = sample(load_captions(captions_path), cfg.limit, cfg.seed)
     run = make_run(cfg)
     inputs = stage_inputs(cfg, captions_path)
