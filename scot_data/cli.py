@@ -19,6 +19,7 @@ from rich.table import Table
 
 from scot_data.captions.config import FORMATS, CaptionsConfig
 from scot_data.captions.ingest import ingest_captions
+from scot_data.combiner.train import TrainConfig, train_combiner
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.stage import embed_stage
 from scot_data.errors import ScotInputError
@@ -50,6 +51,7 @@ for name, sub_app in (("captions", captions_app), ("triplets", triplets_app), ("
 
 console = Console()
 EXIT_BAD_INPUT = 2
+BRIEF_KEYS = ("rows", "images", "captions", "triplets", "rejects", "duplicates", "texts", "steps", "val_recall_at_1")
 
 
 def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -290,6 +292,32 @@ def publish_command(
                f"({summary.bytes_uploaded} bytes), {len(summary.skipped)} already there")  # fmt: skip
 
 
+@app.command("train")
+@reports_input_errors
+def train_command(
+    embeddings: Path = typer.Option(..., "--embeddings", help="a finished embedding-cache directory"),
+    triplets: Path = typer.Option(..., "--triplets", help="the finished triplet directory it was built from"),
+    out: Path = typer.Option(..., "--out", help="output directory (checkpoints, metrics, weights, manifest)"),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(512, "--batch-size"),
+    lr: float = typer.Option(2e-4, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    max_triplets: Optional[int] = typer.Option(None, "--max-triplets", help="training-set size ablation"),
+    target: str = typer.Option("text", "--target", help="text (T_u) | image (nearest cache image to T_u)"),
+    hard_negative: bool = typer.Option(True, "--caption-hard-negative/--no-caption-hard-negative"),
+    device: str = typer.Option("auto", "--device"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train the Combiner from cached embeddings (resumes an interrupted run to the same result)."""
+    config = _validated(
+        TypeAdapter(TrainConfig),
+        {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_triplets": max_triplets,
+         "target": target, "device": device, "loss": {"caption_hard_negative": hard_negative}},
+    )  # fmt: skip
+    summary = train_combiner(config, embeddings, triplets, out, show_progress=progress)
+    print_summary(f"combiner -> {out}", asdict(summary))
+
+
 @app.command("run")
 @reports_input_errors
 def run(
@@ -303,7 +331,7 @@ def run(
     for column in ("stage", "status", "seconds", "summary"):
         table.add_column(column)
     for result in results:
-        brief = {k: v for k, v in result.summary.items() if k in ("rows", "images", "captions", "triplets", "rejects", "duplicates")}
+        brief = {k: v for k, v in result.summary.items() if k in BRIEF_KEYS}
         table.add_row(result.stage, result.status, f"{result.seconds:.1f}", json.dumps(brief))
     console.print(table)
 

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from scot_data.captions.ingest import ingest_captions
+from scot_data.combiner.train import train_combiner
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.stage import embed_stage
 from scot_data.encoders.fit_lit import fit_lit_from_captions
+from scot_data.errors import ScotInputError
 from scot_data.llm.embedded import llm_endpoint
 from scot_data.spec import EncoderConfig, PipelineSpec
 from scot_data.triplets.generate import generate_triplets, stage_complete
@@ -80,12 +82,23 @@ def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     return asdict(summary)
 
 
+def _run_train(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
+    """The Combiner, trained from the embedding cache and the triplets."""
+    assert spec.train is not None
+    if spec.encoder is None or spec.triplets is None:
+        raise ScotInputError("the train stage needs the spec's triplets and encoder sections")
+    summary = train_combiner(spec.train, stage_dir(spec, "embeddings"), stage_dir(spec, "triplets"),
+                             stage_dir(spec, "combiner"), show_progress=show_progress)  # fmt: skip
+    return asdict(summary)
+
+
 # Stages whose implementation has landed. A configured stage missing here is reported as
 # pending: the spec is validated, nothing is pretended.
 RUNNERS: dict[str, Callable[[PipelineSpec, bool], dict[str, Any]]] = {
     "captions": _run_captions,
     "triplets": _run_triplets,
     "encoder": _run_embed,
+    "train": _run_train,
 }
 
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scot_data.captions.config import CaptionsConfig
+from scot_data.combiner.train import TrainConfig
 from scot_data.errors import ScotInputError
 from scot_data.triplets.config import TripletsConfig
 
@@ -32,18 +33,6 @@ class EncoderConfig(_Section):
     fit_lit: bool = Field(False, description="lit-mini only: fit its heads on this run's captions first")
     batch_size: int = Field(64, ge=1)
     device: str = "auto"
-
-
-class TrainConfig(_Section):
-    """Combiner training from cached embeddings."""
-
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(256, ge=2)
-    learning_rate: float = Field(2e-4, gt=0)
-    temperature: float = Field(0.07, gt=0)
-    caption_hard_negative: bool = True
-    max_triplets: int | None = Field(None, ge=1)
-    seed: int = 0
 
 
 class BenchmarkConfig(_Section):

@@ -109,12 +109,12 @@ def test_run_skips_complete_stage_and_reruns_on_change(coco_dir: Path, tmp_path:
         "name": "t",
         "output_dir": str(tmp_path / "run"),
         "captions": {"format": "coco", "input": str(annotations), "images": str(coco_dir / "train2017")},
-        "train": {"epochs": 1},
+        "evaluate": {"benchmarks": []},
     }
     spec = load_spec(write_spec(tmp_path, body))
     first = {r.stage: r for r in run_pipeline(spec, show_progress=False)}
     assert first["captions"].status == "done" and first["captions"].summary["rows"] == 5
-    assert first["train"].status.startswith("pending")
+    assert first["evaluate"].status.startswith("pending")
 
     second = {r.stage: r for r in run_pipeline(spec, show_progress=False)}
     assert second["captions"].status == "skipped (complete)" and second["captions"].summary["rows"] == 5

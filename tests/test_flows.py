@@ -48,13 +48,13 @@ def test_pipeline_flow_runs_spec(prefect_harness, coco_dir: Path, tmp_path: Path
                     "input": str(coco_dir / "annotations/captions_train2017.json"),
                     "images": str(coco_dir / "train2017"),
                 },
-                "train": {"epochs": 1},
+                "evaluate": {"benchmarks": []},
             }
         )
     )
     result = pipeline_flow(str(spec))
     assert result["captions"]["rows"] == 5
-    assert result["train"] == "pending"
+    assert result["evaluate"] == "pending"
     assert pq.read_metadata(tmp_path / "run/captions/captions.parquet").num_rows == 5
 
 
