@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 TMP_MARK = ".tmp-"
 
 
@@ -58,6 +61,13 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_parquet(path: str | os.PathLike[str], table: pa.Table, **options: Any) -> Path:
+    """Write ``table`` as Parquet, atomically (``options`` go to ``pq.write_table``)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **options)
+    return Path(path)
 
 
 def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:

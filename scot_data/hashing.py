@@ -5,17 +5,23 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+def sha256_stream(handle: BinaryIO) -> str:
+    """SHA-256 of what a binary handle (a local file or an fsspec one) yields, in 1 MiB chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
+    while block := handle.read(_CHUNK):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return sha256_stream(handle)
 
 
 def sha256_tree(root: str | os.PathLike[str], content: bool = True) -> str:

@@ -17,7 +17,6 @@ uploads only what is missing.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import posixpath
@@ -28,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from scot_data.errors import ScotInputError
+from scot_data.hashing import sha256_file, sha256_stream
 
 MANIFEST_NAME = "manifest.json"
 NORM_TOLERANCE = 0.02  # float16 rounding of a unit vector stays far inside this
-_CHUNK = 1 << 20
 
 
 class PublishError(Exception):
@@ -46,11 +45,8 @@ def _fs(url: str | Path, storage_options: dict[str, Any] | None = None) -> tuple
 
 
 def _sha256(fs: Any, path: str) -> str:
-    digest = hashlib.sha256()
     with fs.open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_stream(handle)
 
 
 def _read_manifest(fs: Any, root: str) -> dict[str, Any] | None:
@@ -229,7 +225,7 @@ def publish(
         return summary
     _put(fs, source / MANIFEST_NAME, remote, atomic)
     fs.invalidate_cache()
-    if _sha256(fs, remote) != hashlib.sha256((source / MANIFEST_NAME).read_bytes()).hexdigest():
+    if _sha256(fs, remote) != sha256_file(source / MANIFEST_NAME):
         raise PublishError(f"{url}/{MANIFEST_NAME}: read back differently")
     summary.uploaded.append(MANIFEST_NAME)
     return summary

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.atomic import atomic_path, atomic_write_json, remove_stale_temporaries
+from scot_data.atomic import atomic_path, atomic_write_json, atomic_write_parquet, remove_stale_temporaries
 from scot_data.captions.config import CaptionsConfig, OpenclipartCaptions
 from scot_data.captions.images import ImageError, image_uri, to_row
 from scot_data.captions.readers import READERS
@@ -149,10 +149,8 @@ def process_part(
 
 def write_part(part: Part, rows: list[CaptionRow], rejects: list[Reject]) -> None:
     """Writer: rejects first, rows last, so a part counts as done only when both exist."""
-    with atomic_path(part.rejects_path) as tmp:
-        pq.write_table(rejects_to_table(rejects), tmp, **PARQUET_OPTIONS)
-    with atomic_path(part.path) as tmp:
-        pq.write_table(rows_to_table(rows), tmp, **PARQUET_OPTIONS)
+    atomic_write_parquet(part.rejects_path, rejects_to_table(rejects), **PARQUET_OPTIONS)
+    atomic_write_parquet(part.path, rows_to_table(rows), **PARQUET_OPTIONS)
 
 
 def _results(

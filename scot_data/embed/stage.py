@@ -36,7 +36,7 @@ import torch
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.atomic import atomic_path, atomic_write_json, remove_stale_temporaries
+from scot_data.atomic import atomic_write_json, atomic_write_parquet, remove_stale_temporaries
 from scot_data.embed.config import RUNTIME_ONLY_OPTIONS, EmbedConfig
 from scot_data.embed.images import TAR_SCHEME, ImageDataset, ImageItem, collate, index_tars
 from scot_data.embed.records import (
@@ -343,15 +343,13 @@ def _write_image_part(plan: EmbedPlan, part: _OpenPart) -> tuple[int, int]:
         },
         schema=REJECTS_SCHEMA,
     )
-    with atomic_path(reject_part(plan.out, part.path)) as tmp:
-        pq.write_table(reject_table, tmp, compression="zstd")
+    atomic_write_parquet(reject_part(plan.out, part.path), reject_table, compression="zstd")
     keep = np.flatnonzero(part.ok)
     table = pa.table(
         [pa.array([part.items[i].image_id for i in keep], pa.string()), to_column(part.vectors[keep])],
         schema=images_schema(plan.dim, plan.encoder_key),
     )
-    with atomic_path(part.path) as tmp:
-        pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    atomic_write_parquet(part.path, table, **PARQUET_OPTIONS)
     return len(keep), len(rejects)
 
 
@@ -466,8 +464,7 @@ def embed_texts(plan: EmbedPlan, show_progress: bool = True, progress: Progress 
                  to_column(vectors)],
                 schema=texts_schema(plan.dim, plan.encoder_key),
             )  # fmt: skip
-            with atomic_path(path) as tmp:
-                pq.write_table(table, tmp, **PARQUET_OPTIONS)
+            atomic_write_parquet(path, table, **PARQUET_OPTIONS)
             stats.embedded += len(chunk)
             stats.parts += 1
     stats.seconds = round(time.perf_counter() - started, 3)
@@ -557,8 +554,7 @@ def _write_shards(plan: EmbedPlan, kind: str, parts: list[Path]) -> tuple[list[S
 def _concat_rejects(plan: EmbedPlan, image_parts: list[Path]) -> int:
     tables = [pq.read_table(reject_part(plan.out, p), schema=REJECTS_SCHEMA) for p in image_parts]
     table = pa.concat_tables(tables) if tables else REJECTS_SCHEMA.empty_table()
-    with atomic_path(plan.out / REJECTS_FILE) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    atomic_write_parquet(plan.out / REJECTS_FILE, table, compression="zstd")
     return table.num_rows
 
 

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.atomic import atomic_path, atomic_write_json, remove_stale_temporaries
+from scot_data.atomic import atomic_write_json, atomic_write_parquet, remove_stale_temporaries
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     InputRef,
@@ -258,11 +258,9 @@ def _reason_label(reason: str) -> str:
 
 def write_part(batch: Batch, triplets: list, rejects: list, stats: PartStats) -> None:
     """Rejects, then stats, then triplets: the triplets file marks the part done."""
-    with atomic_path(batch.path("rejects")) as tmp:
-        pq.write_table(to_table(rejects, REJECTS_SCHEMA), tmp, **PARQUET_OPTIONS)
+    atomic_write_parquet(batch.path("rejects"), to_table(rejects, REJECTS_SCHEMA), **PARQUET_OPTIONS)
     atomic_write_json(batch.path("stats"), asdict(stats))
-    with atomic_path(batch.path("triplets")) as tmp:
-        pq.write_table(to_table(triplets, TRIPLETS_SCHEMA), tmp, **PARQUET_OPTIONS)
+    atomic_write_parquet(batch.path("triplets"), to_table(triplets, TRIPLETS_SCHEMA), **PARQUET_OPTIONS)
 
 
 def run_batch(run: Run, batch: Batch) -> PartStats:
@@ -368,10 +366,8 @@ def assemble(batches: list[Batch], out: Path, summary: TripletSummary) -> None:
         seen.add(key)
         triplets.append(Triplet(**row))
     rejects = [TripletReject(**r) for r in _iter_rows([b.path("rejects") for b in batches])] + duplicates
-    with atomic_path(out / TRIPLETS_FILE) as tmp:
-        pq.write_table(to_table(triplets, TRIPLETS_SCHEMA), tmp, **PARQUET_OPTIONS)
-    with atomic_path(out / REJECTS_FILE) as tmp:
-        pq.write_table(to_table(rejects, REJECTS_SCHEMA), tmp, **PARQUET_OPTIONS)
+    atomic_write_parquet(out / TRIPLETS_FILE, to_table(triplets, TRIPLETS_SCHEMA), **PARQUET_OPTIONS)
+    atomic_write_parquet(out / REJECTS_FILE, to_table(rejects, REJECTS_SCHEMA), **PARQUET_OPTIONS)
     summary.triplets, summary.rejects, summary.duplicates = len(triplets), len(rejects), len(duplicates)
     summary.reasons = dict(Counter(_reason_label(r.reason) for r in rejects).most_common())
     summary.edit_types = dict(Counter(t.edit_type for t in triplets).most_common())
