@@ -27,6 +27,7 @@ bench: setup
 	$(VENV)/bin/python bench/encoder_forward.py --encoder lit-mini
 	$(VENV)/bin/python bench/bench_embed.py
 	$(VENV)/bin/python bench/bench_train.py
+	$(VENV)/bin/python bench/bench_search.py
 
 clean-demo:
 	rm -rf shards/demo

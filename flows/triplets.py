@@ -5,14 +5,12 @@ the same batches makes no LLM calls and starts no task, while a part deleted by 
 made again instead of being trusted to a cache entry. A batch whose requests all failed
 (a server restart, say) raises and Prefect retries it.
 
-Deployment: ``python -m flows.triplets serve CAPTIONS_ROOT OUT_ROOT`` registers
-``scot-triplets-watch``, which runs every ``--every`` seconds and generates triplets for
-each finished caption directory under CAPTIONS_ROOT that has none yet.
+The batch tasks can run on Dask worker processes (``flows.runners.on_runner``); the
+watch flow is served on an interval by ``python -m flows.serve``.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, CacheKeyFnPolicy
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.runners import RunnerKind, on_runner
 from scot_data.manifest import read_manifest
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.generate import (
@@ -84,28 +83,29 @@ def triplets_flow(config: dict[str, Any], captions_dir: str, out_dir: str) -> di
 
 
 @flow(name="scot-triplets-watch")
-def triplets_watch_flow(captions_root: str, out_root: str, config: dict[str, Any]) -> list[str]:
-    """Generate triplets for every finished caption directory that has no triplets yet."""
-    done = []
+def triplets_watch_flow(
+    captions_root: str,
+    out_root: str,
+    config: dict[str, Any],
+    task_runner: RunnerKind = "threads",
+    dask_workers: int = 2,
+    dask_address: str | None = None,
+) -> list[str]:
+    """Generate triplets for every finished caption directory that has no triplets yet.
+
+    One directory's failed run does not hold up the others: the watch run fails at the
+    end, and the next run retries it.
+    """
+    run = on_runner(triplets_flow, task_runner, dask_workers, dask_address)
+    done, failed = [], []
     for manifest in sorted(Path(captions_root).glob("**/manifest.json")):
         captions_dir = manifest.parent
         if (read_manifest(captions_dir) or {}).get("stage") != "captions":
             continue
         out = Path(out_root) / captions_dir.relative_to(captions_root)
         if read_manifest(out) is None:
-            triplets_flow(config, str(captions_dir), str(out))
-            done.append(str(out))
+            state = run(config, str(captions_dir), str(out), return_state=True)
+            (failed if state.is_failed() or state.is_crashed() else done).append(str(out))
+    if failed:
+        raise RuntimeError(f"triplets watch: {len(failed)} directories failed (retried next run): {failed}")
     return done
-
-
-def serve(captions_root: str, out_root: str, every: int = 600) -> None:
-    """Register and serve the watch deployment (blocks; Ctrl-C stops it)."""
-    triplets_watch_flow.serve(
-        name="scot-triplets-watch",
-        interval=every,
-        parameters={"captions_root": captions_root, "out_root": out_root, "config": TripletsConfig().model_dump(mode="json")},
-    )
-
-
-if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "serve":
-    serve(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 600)

@@ -45,8 +45,9 @@ triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
 llm_app = typer.Typer(help="The embedded vLLM server.", no_args_is_help=True)
 encoder_app = typer.Typer(help="Frozen encoders.", no_args_is_help=True)
 spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks this project builds.", no_args_is_help=True)
 for name, sub_app in (("captions", captions_app), ("triplets", triplets_app), ("llm", llm_app),
-                      ("encoder", encoder_app), ("spec", spec_app)):  # fmt: skip
+                      ("encoder", encoder_app), ("spec", spec_app), ("bench", bench_app)):  # fmt: skip
     app.add_typer(sub_app, name=name)
 
 console = Console()
@@ -112,6 +113,7 @@ def captions_ingest(
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(2, "--workers", help="image-checking processes"),
     part_size: int = typer.Option(512, "--part-size", help="captions per resumable part"),
+    holdout: float = typer.Option(0.0, "--holdout", help="share of images kept out for a benchmark"),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="table format only"),
     caption_column: Optional[str] = typer.Option(None, "--caption-column", help="table format only"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -126,6 +128,7 @@ def captions_ingest(
             "seed": seed,
             "workers": workers,
             "part_size": part_size,
+            "holdout": holdout,
             "image_column": image_column,
             "caption_column": caption_column,
         }
@@ -318,6 +321,114 @@ def train_command(
     print_summary(f"combiner -> {out}", asdict(summary))
 
 
+@app.command("eval")
+@reports_input_errors
+def eval_command(
+    benchmark: str = typer.Option(..., "--benchmark", help="fashioniq | cirr | circo | clipart"),
+    data: Path = typer.Option(..., "--data", help="the benchmark's root, in its official layout"),
+    out: Path = typer.Option(..., "--out", help="results.json, report.html, submission files"),
+    split: str = typer.Option("val", "--split"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="default: the encoder the Combiner was trained on"),
+    combiner: Optional[Path] = typer.Option(None, "--combiner", help="combiner.safetensors or its training folder"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="gallery embedding cache (default: OUT/cache)"),
+    image_root: Optional[Path] = typer.Option(None, "--image-root", help="CIRR: base of the split file's paths"),
+    category: Optional[list[str]] = typer.Option(None, "--category", help="FashionIQ categories (repeat)"),
+    device: str = typer.Option("auto", "--device"),
+    workers: int = typer.Option(2, "--workers", help="DataLoader processes decoding images"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Zero-shot composed retrieval: the Combiner beside image-only, text-only and sum."""
+    from scot_data.evaluate.evaluate import EvalConfig, evaluate
+    from scot_data.evaluate.report import write_report
+
+    cfg = _validated(
+        TypeAdapter(EvalConfig),
+        {"benchmark": benchmark, "data": data, "split": split, "encoder": encoder, "combiner": combiner,
+         "image_root": image_root, "categories": tuple(category) if category else None, "device": device,
+         "num_workers": workers},
+    )  # fmt: skip
+    results = evaluate(cfg, out, cache, show_progress=progress)
+    print_metrics(results)
+    typer.echo(f"report: {write_report(results, out)}")
+
+
+def print_metrics(results: dict[str, Any]) -> None:
+    """One table per scored benchmark: methods as rows, metrics as columns."""
+    print_metric_tables(results["metrics"], f"{results['split']} ({results['query_count']} queries)")
+    for name in results.get("submissions", []):
+        typer.echo(f"submission file: {name}")
+
+
+def print_metric_tables(metrics: dict[str, dict[str, dict[str, float]]], title: str = "") -> None:
+    for name, by_method in metrics.items():
+        columns = list(next(iter(by_method.values())))
+        table = Table(title=f"{name} {title}".strip())
+        for column in ["method", *columns]:
+            table.add_column(column)
+        for method, values in by_method.items():
+            table.add_row(method, *(f"{values[c]:.1f}" for c in columns))
+        console.print(table)
+
+
+@app.command("search")
+@reports_input_errors
+def search_command(
+    gallery: Path = typer.Option(..., "--gallery", help="a finished embedding-cache directory"),
+    image: Optional[Path] = typer.Option(None, "--image", help="the reference image"),
+    text: Optional[str] = typer.Option(None, "--text", help="the modification, e.g. 'make it red'"),
+    k: int = typer.Option(10, "-k", "--top-k"),
+    combiner: Optional[Path] = typer.Option(None, "--combiner", help="without it: normalise(V + T_m)"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="default: the gallery's encoder"),
+    device: str = typer.Option("auto", "--device"),
+    as_json: bool = typer.Option(False, "--json", help="print the hits as JSON"),
+) -> None:
+    """Top-k gallery images for a composed query (exact search; FAISS when installed)."""
+    from scot_data.evaluate.search import search
+
+    result = search(gallery, image, text, k, combiner, encoder, device)
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2))
+        return
+    lam = f", lambda {result.lam:.2f}" if result.lam is not None else ""
+    table = Table(title=f"{result.method}{lam}")
+    for column in ("rank", "score", "image_id", "image", "caption"):
+        table.add_column(column)
+    for hit in result.hits:
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.image_id, hit.uri, hit.caption)
+    console.print(table)
+
+
+@app.command("report")
+@reports_input_errors
+def report_command(
+    results: Path = typer.Argument(..., help="a results.json written by scot eval"),
+    out: Optional[Path] = typer.Option(None, "--out", help="default: beside results.json"),
+) -> None:
+    """Re-render report.html from results.json (no model, no embedding)."""
+    from scot_data.evaluate.report import write_report
+
+    if not results.is_file():
+        raise ScotInputError(f"{results}: no such results file")
+    typer.echo(f"report: {write_report(json.loads(results.read_text(encoding='utf-8')), out or results.parent)}")
+
+
+@bench_app.command("build-clipart")
+@reports_input_errors
+def bench_build_clipart(
+    captions: Path = typer.Option(..., "--captions", help="a finished caption directory with holdout.parquet"),
+    out: Path = typer.Option(..., "--out", help="benchmark folder (CIRR layout)"),
+    queries_per_kind: int = typer.Option(100, "--queries-per-kind"),
+    seed: int = typer.Option(0, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Build the clip-art composed-retrieval benchmark from drawings training never saw."""
+    from scot_data.evaluate.clipart import ClipartBenchConfig, build_clipart_benchmark
+
+    cfg = _validated(TypeAdapter(ClipartBenchConfig), {"queries_per_kind": queries_per_kind, "seed": seed})
+    summary = build_clipart_benchmark(captions, out, cfg, show_progress=progress)
+    print_summary(f"clip-art benchmark -> {out}", asdict(summary))
+
+
 @app.command("run")
 @reports_input_errors
 def run(
@@ -334,6 +445,11 @@ def run(
         brief = {k: v for k, v in result.summary.items() if k in BRIEF_KEYS}
         table.add_row(result.stage, result.status, f"{result.seconds:.1f}", json.dumps(brief))
     console.print(table)
+    for result in results:
+        if result.stage == "evaluate":
+            print_metric_tables(result.summary["metrics"], "(recall in %)")
+            for report in result.summary["reports"]:
+                typer.echo(f"report: {report}")
 
 
 @spec_app.command("check")

@@ -20,6 +20,7 @@ from scot_data.embed.stage import embed_stage
 from scot_data.encoders.fit_lit import fit_lit_from_captions
 from scot_data.errors import ScotInputError
 from scot_data.llm.embedded import llm_endpoint
+from scot_data.manifest import read_manifest
 from scot_data.spec import EncoderConfig, PipelineSpec
 from scot_data.triplets.generate import generate_triplets, stage_complete
 
@@ -92,13 +93,43 @@ def _run_train(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     return asdict(summary)
 
 
-# Stages whose implementation has landed. A configured stage missing here is reported as
-# pending: the spec is validated, nothing is pretended.
+def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
+    """Each benchmark of the spec (the clip-art one built first when asked), with the run's
+    Combiner when it has one; results.json + report.html per benchmark under ``<out>/eval``."""
+    from scot_data.evaluate.clipart import ClipartBenchConfig, build_clipart_benchmark
+    from scot_data.evaluate.evaluate import EvalConfig, evaluate
+    from scot_data.evaluate.report import write_report
+
+    assert spec.evaluate is not None
+    summary: dict[str, Any] = {"metrics": {}, "reports": []}
+    if not spec.evaluate.benchmarks:
+        return summary
+    combiner = stage_dir(spec, "combiner") / "combiner.safetensors" if spec.train is not None else None
+    embeddings = read_manifest(stage_dir(spec, "embeddings"))
+    if embeddings is None:
+        raise ScotInputError(f"{stage_dir(spec, 'embeddings')}: the evaluate stage needs the encoder stage's output")
+    for bench in spec.evaluate.benchmarks:
+        if bench.build:
+            if bench.name != "clipart":
+                raise ScotInputError(f"evaluate.benchmarks: build is for clipart only, not {bench.name}")
+            build_clipart_benchmark(stage_dir(spec, "captions"), bench.data,
+                                    ClipartBenchConfig(split=bench.split, queries_per_kind=bench.queries_per_kind),
+                                    show_progress=show_progress)  # fmt: skip
+        out = stage_dir(spec, "eval") / f"{bench.name}-{bench.split}"
+        cfg = EvalConfig(benchmark=bench.name, data=bench.data, split=bench.split, combiner=combiner,
+                         encoder=embeddings["encoder"]["spec"], device=spec.encoder.device if spec.encoder else "auto")  # fmt: skip
+        results = evaluate(cfg, out, stage_dir(spec, "eval") / "cache", show_progress=show_progress)
+        summary["metrics"].update(results["metrics"])
+        summary["reports"].append(str(write_report(results, out)))
+    return summary
+
+
 RUNNERS: dict[str, Callable[[PipelineSpec, bool], dict[str, Any]]] = {
     "captions": _run_captions,
     "triplets": _run_triplets,
     "encoder": _run_embed,
     "train": _run_train,
+    "evaluate": _run_evaluate,
 }
 
 
@@ -108,12 +139,8 @@ def run_pipeline(spec: PipelineSpec, show_progress: bool = True) -> list[StageRe
     for stage in STAGE_ORDER:
         if getattr(spec, stage) is None:
             continue
-        runner = RUNNERS.get(stage)
-        if runner is None:
-            results.append(StageResult(stage, "pending: not implemented in this version"))
-            continue
         started = time.perf_counter()
-        summary = runner(spec, show_progress)
+        summary = RUNNERS[stage](spec, show_progress)
         status = "skipped (complete)" if summary.get("skipped") else "done"
         results.append(StageResult(stage, status, round(time.perf_counter() - started, 2), summary))
     return results

@@ -41,6 +41,8 @@ class BenchmarkConfig(_Section):
     name: Literal["fashioniq", "cirr", "circo", "clipart"]
     data: Path
     split: str = "val"
+    build: bool = Field(False, description="clipart only: build it first from this run's held-out captions")
+    queries_per_kind: int = Field(100, ge=1, description="clipart build: queries of each edit kind")
 
 
 class EvaluateConfig(_Section):

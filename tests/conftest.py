@@ -138,3 +138,22 @@ def clipart_dir(tmp_path: Path) -> Path:
     (root / "animals" / "blank_page.svg").write_text(svg("Blank page", ["paper"], body=""))
     (root / "shapes" / "tiger_link.svg").symlink_to("../animals/tiger_jane_roe_01.svg")
     return root
+
+
+TINY = "scot-test-tiny-embed"
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory) -> str:
+    """A tiny open_clip architecture registered under a test name (random init, seeded)."""
+    import open_clip
+
+    path = tmp_path_factory.mktemp("open-clip-config") / f"{TINY}.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    open_clip.add_model_config(path)
+    return f"open_clip:{TINY}"

@@ -164,3 +164,31 @@ def test_openclipart_fixture(clipart_dir: Path, tmp_path: Path) -> None:
     with Image.open(tiger["image_uri"]) as image:
         assert image.size == (224, 224) and image.mode == "RGB"
         assert image.getpixel((112, 112)) == (255, 0, 0) and image.getpixel((2, 2)) == (255, 255, 255)
+
+
+def test_holdout_keeps_whole_images_out_and_grows_monotonically(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for n in range(40):
+        (images / f"{n}.png").write_bytes(png_bytes(n))
+        rows += [{"image": f"images/{n}.png", "caption": f"picture {n}"}, {"image": f"images/{n}.png", "caption": f"photo {n}"}]
+    table = tmp_path / "pairs.csv"
+    pacsv.write_csv(pa.Table.from_pylist(rows), table)
+
+    def split(fraction: float) -> tuple[set[str], set[str], int]:
+        out = tmp_path / f"out-{fraction}"
+        summary = ingest_captions(TableCaptions(input=table, holdout=fraction), out, show_progress=False)
+        kept = set(pq.read_table(out / "captions.parquet").column("image_id").to_pylist())
+        held = pq.read_table(out / "holdout.parquet")
+        assert summary.holdout_rows == held.num_rows and summary.rows + summary.holdout_rows == 80
+        assert "holdout.parquet" in json.loads((out / "manifest.json").read_text())["outputs"]
+        return kept, set(held.column("image_id").to_pylist()), held.num_rows
+
+    kept, held, held_rows = split(0.25)
+    assert not kept & held and len(kept | held) == 40
+    assert held_rows == 2 * len(held) and 4 <= len(held) <= 18  # both captions of an image go together
+    _, more, _ = split(0.5)
+    assert held < more
+    _, none, _ = split(0.0)
+    assert none == set()

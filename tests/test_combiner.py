@@ -161,10 +161,15 @@ def test_resume_reaches_the_same_weights(cache, tmp_path):
     assert metrics[0] == metrics[1]
 
 
-def test_resume_refuses_another_config(cache, tmp_path):
+def test_checkpoints_of_another_config_are_not_resumed(cache, tmp_path):
     train_combiner(small_cfg(epochs=2), *cache, tmp_path / "out", show_progress=False, stop_after_steps=3)
-    with pytest.raises(ScotInputError, match="another config"):
-        train_combiner(small_cfg(epochs=2, lr=5e-4), *cache, tmp_path / "out", show_progress=False)
+    changed = train_combiner(small_cfg(epochs=2, lr=5e-4), *cache, tmp_path / "out", show_progress=False)
+    fresh = train_combiner(small_cfg(epochs=2, lr=5e-4), *cache, tmp_path / "fresh", show_progress=False)
+    assert changed.resumed_from_step is None and changed.steps == fresh.steps
+    weights = [load_file(str(tmp_path / d / "combiner.safetensors")) for d in ("out", "fresh")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
+    metrics = [(tmp_path / d / "metrics.jsonl").read_text() for d in ("out", "fresh")]
+    assert metrics[0] == metrics[1]  # the stale run's records are gone
 
 
 def test_checkpoints_hold_no_pickle(cache, tmp_path):

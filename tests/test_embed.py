@@ -35,26 +35,7 @@ from scot_data.encoders import create_encoder
 from scot_data.manifest import read_manifest, write_manifest
 from scot_data.triplets.records import TRIPLETS_SCHEMA
 from scot_data.verify import publish, verify
-from tests.conftest import CORRUPT_IMAGE, png_bytes
-
-TINY = "scot-test-tiny-embed"
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-
-@pytest.fixture(scope="session")
-def tiny_spec(tmp_path_factory) -> str:
-    """A tiny open_clip architecture registered under a test name (random init, seeded)."""
-    import open_clip
-
-    path = tmp_path_factory.mktemp("open-clip-config") / f"{TINY}.json"
-    path.write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(path)
-    return f"open_clip:{TINY}"
-
+from tests.conftest import CORRUPT_IMAGE, TINY, TINY_CONFIG, png_bytes
 
 def make_cfg(spec: str, **overrides) -> EmbedConfig:
     values = dict(encoder=spec, device="cpu", num_workers=2, image_batch_size=4, text_batch_size=8,

@@ -54,7 +54,7 @@ def test_pipeline_flow_runs_spec(prefect_harness, coco_dir: Path, tmp_path: Path
     )
     result = pipeline_flow(str(spec))
     assert result["captions"]["rows"] == 5
-    assert result["evaluate"] == "pending"
+    assert result["evaluate"] == {"metrics": {}, "reports": []}
     assert pq.read_metadata(tmp_path / "run/captions/captions.parquet").num_rows == 5
 
 
@@ -89,3 +89,57 @@ def test_triplets_flow_maps_batches_and_caches(prefect_harness, tmp_path: Path) 
         assert triplets_watch_flow(str(tmp_path), str(tmp_path / "watched"), config) == []
     finally:
         stop_server(server)
+
+
+def test_serve_builds_three_deployments(coco_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import flows.serve
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "served", "output_dir": str(tmp_path / "run"),
+        "captions": {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
+                     "images": str(coco_dir / "train2017")},
+        "triplets": {"model": "scripted", "endpoints": ["http://127.0.0.1:9/v1"]},
+        "encoder": {"backend": "open_clip", "model": "ViT-B-32", "batch_size": 8},
+    }))  # fmt: skip
+    served = []
+    monkeypatch.setattr(flows.serve, "serve", lambda *found: served.extend(found))
+    flows.serve.main(["--captions-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "out"),
+                      "--spec", str(spec), "--every", "120", "--image-shards", "2", "--task-runner", "dask"])  # fmt: skip
+    by_name = {d.name: d for d in served}
+    assert list(by_name) == ["scot-pipeline", "scot-triplets-watch", "scot-embed-watch"]
+    assert by_name["scot-pipeline"].schedules == [] and by_name["scot-pipeline"].parameters == {"spec_path": str(spec)}
+    runner = {"task_runner": "dask", "dask_workers": 2, "dask_address": None}
+    triplets = by_name["scot-triplets-watch"]
+    assert triplets.parameters == {"captions_root": str(tmp_path / "in"), "out_root": str(tmp_path / "out/triplets"),
+                                   "config": triplets.parameters["config"], **runner}  # fmt: skip
+    assert triplets.parameters["config"]["model"] == "scripted"
+    embed = by_name["scot-embed-watch"]
+    assert embed.parameters == {"captions_root": str(tmp_path / "in"), "triplets_root": str(tmp_path / "out/triplets"),
+                                "out_root": str(tmp_path / "out/embeddings"), "image_shards": 2,
+                                "config": embed.parameters["config"], **runner}  # fmt: skip
+    assert embed.parameters["config"]["encoder"] == "open_clip:ViT-B-32"
+    assert embed.parameters["config"]["image_batch_size"] == 8
+    for watch in (triplets, embed):
+        assert [s.schedule.interval.total_seconds() for s in watch.schedules] == [120]
+        assert watch.concurrency_limit == 1
+
+
+def test_embed_watch_embeds_new_triplet_dirs_once(prefect_harness, tiny_spec, tmp_path: Path) -> None:
+    from flows.embed import embed_watch_flow
+    from scot_data.manifest import read_manifest
+    from tests.test_embed import _write_captions, _write_triplets, caption_rows, make_cfg
+
+    rows = caption_rows(tmp_path / "src", 0, 6)
+    _write_captions(tmp_path / "captions/batch-1", rows)
+    _write_triplets(tmp_path / "triplets/batch-1", rows[:4])
+    _write_triplets(tmp_path / "triplets/orphan", rows[:2])  # no captions beside it: skipped
+    roots = [str(tmp_path / name) for name in ("captions", "triplets", "embeddings")]
+    config = make_cfg(tiny_spec, num_workers=0).model_dump(mode="json")
+    assert embed_watch_flow(*roots, config) == [str(tmp_path / "embeddings/batch-1")]
+    assert read_manifest(tmp_path / "embeddings/batch-1")["stats"]["images"] == 6
+    assert embed_watch_flow(*roots, config) == []
+    (tmp_path / "captions/orphan").mkdir()
+    (tmp_path / "captions/orphan/manifest.json").write_text('{"stage": "captions"}')  # but no captions table
+    with pytest.raises(RuntimeError, match="1 directories failed"):
+        embed_watch_flow(*roots, config)

@@ -47,6 +47,13 @@ class _CaptionsBase(BaseModel):
     source: str | None = Field(None, description="source name in ids and rows; defaults to the format")
     workers: int = Field(2, ge=1, description="processes that decode or render images")
     part_size: int = Field(512, ge=1, description="captions per resumable part")
+    holdout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of images (a seeded hash of image_id) kept out of captions.parquet and written"
+        " to holdout.parquet: unseen images for a benchmark (scot bench build-clipart)",
+    )
 
     @property
     def source_name(self) -> str:

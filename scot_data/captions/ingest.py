@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import Progress
 
@@ -44,6 +45,7 @@ from scot_data.manifest import InputRef, finished_summary, is_complete, stage_fi
 
 STAGE = "captions"
 CAPTIONS_FILE = "captions.parquet"
+HOLDOUT_FILE = "holdout.parquet"
 REJECTS_FILE = "rejects.parquet"
 STATS_FILE = "stats.json"
 PARTS_DIR = "_parts"
@@ -59,6 +61,7 @@ class IngestSummary:
     out_dir: str
     rows: int = 0
     images: int = 0
+    holdout_rows: int = 0
     rejects: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
     candidates: int = 0
@@ -175,6 +178,36 @@ def _clear_stale_parts(parts_dir: Path, keep: list[Part]) -> None:
             path.unlink()
 
 
+def held_out(image_ids: pa.Array, fraction: float, seed: int) -> pa.Array:
+    """Which rows belong to held-out images: a seeded hash of image_id below ``fraction``.
+
+    Every caption of an image lands on the same side, and a larger fraction keeps every
+    image a smaller one held out (the same hash order as sampling).
+    """
+    cut = int(fraction * 16**8)
+    return pa.array([int(ids.sample_rank(seed, i)[:8], 16) < cut for i in image_ids.to_pylist()], pa.bool_())
+
+
+def _split_concat(paths: list[Path], out: Path, fraction: float, seed: int) -> tuple[int, int]:
+    """Stream caption parts into captions.parquet and holdout.parquet; return both row counts."""
+    rows = [0, 0]
+    with (
+        atomic_path(out / CAPTIONS_FILE) as keep_tmp,
+        atomic_path(out / HOLDOUT_FILE) as hold_tmp,
+        pq.ParquetWriter(keep_tmp, CAPTIONS_SCHEMA, **PARQUET_OPTIONS) as keep,
+        pq.ParquetWriter(hold_tmp, CAPTIONS_SCHEMA, **PARQUET_OPTIONS) as hold,
+    ):
+        for path in paths:
+            table = pq.read_table(path, schema=CAPTIONS_SCHEMA)
+            mask = held_out(table.column("image_id").combine_chunks(), fraction, seed)
+            halves = ((keep, table.filter(pc.invert(mask))), (hold, table.filter(mask)))
+            for index, (writer, part) in enumerate(halves):
+                if part.num_rows:
+                    writer.write_table(part)
+                    rows[index] += part.num_rows
+    return rows[0], rows[1]
+
+
 def _concat(paths: list[Path], schema: pa.Schema, target: Path, extra: pa.Table | None = None) -> int:
     """Stream Parquet files (and an optional leading table) into one file; return its rows."""
     rows = 0
@@ -221,7 +254,7 @@ def ingest_captions(cfg: CaptionsConfig, out_dir: str | Path, show_progress: boo
             write_part(part, rows, rejects)
             progress.advance(task, len(part.candidates))
 
-    summary.rows = _concat([p.path for p in parts], CAPTIONS_SCHEMA, out / CAPTIONS_FILE)
+    summary.rows, summary.holdout_rows = _split_concat([p.path for p in parts], out, cfg.holdout, cfg.seed)
     summary.rejects = _concat(
         [p.rejects_path for p in parts], REJECTS_SCHEMA, out / REJECTS_FILE, rejects_to_table(early_rejects)
     )
@@ -234,7 +267,12 @@ def ingest_captions(cfg: CaptionsConfig, out_dir: str | Path, show_progress: boo
         STAGE,
         config,
         inputs,
-        {CAPTIONS_FILE: summary.rows, REJECTS_FILE: summary.rejects, STATS_FILE: None},
+        {
+            CAPTIONS_FILE: summary.rows,
+            HOLDOUT_FILE: summary.holdout_rows,
+            REJECTS_FILE: summary.rejects,
+            STATS_FILE: None,
+        },
         extra={"stats": asdict(summary)},
     )
     shutil.rmtree(parts_dir, ignore_errors=True)

@@ -46,6 +46,7 @@ class Query:
     text: str
     targets: tuple[str, ...]
     members: tuple[str, ...] = ()  # CIRR's img_set.members
+    kind: str | None = None  # the edit kind, where a benchmark labels it (the clip-art set does)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Benchmark:
     split: str
     queries: list[Query]
     gallery: dict[str, Path]
+    sources: tuple[Path, ...] = ()  # the annotation files read (they fingerprint a gallery cache)
 
     @property
     def names(self) -> list[str]:
@@ -95,34 +97,37 @@ def _fashioniq_image(root: Path, name: str) -> Path:
 def read_fashioniq(root: str | Path, category: str, split: str = "val") -> Benchmark:
     """One FashionIQ category; the gallery is that category's image split."""
     root = Path(root)
-    records = _read_json(root / "captions" / f"cap.{category}.{split}.json")
-    names = _read_json(root / "image_splits" / f"split.{category}.{split}.json")
+    sources = (root / "captions" / f"cap.{category}.{split}.json", root / "image_splits" / f"split.{category}.{split}.json")
+    records, names = (_read_json(path) for path in sources)
     queries = [
         Query(f"{category}-{i}", r["candidate"], fashioniq_text(r["captions"]),
               (r["target"],) if "target" in r else ())
         for i, r in enumerate(records)
     ]  # fmt: skip
-    return Benchmark(f"fashioniq-{category}", split, queries, {n: _fashioniq_image(root, n) for n in names})
+    gallery = {n: _fashioniq_image(root, n) for n in names}
+    return Benchmark(f"fashioniq-{category}", split, queries, gallery, sources)
 
 
 def read_cirr(root: str | Path, split: str = "val", image_root: str | Path | None = None) -> Benchmark:
     """CIRR rc2; image paths of the split file are resolved against ``image_root`` (default: root)."""
     root = Path(root)
     base = Path(image_root) if image_root is not None else root
-    records = _read_json(root / "captions" / f"cap.rc2.{split}.json")
-    paths = _read_json(root / "image_splits" / f"split.rc2.{split}.json")
+    sources = (root / "captions" / f"cap.rc2.{split}.json", root / "image_splits" / f"split.rc2.{split}.json")
+    records, paths = (_read_json(path) for path in sources)
     queries = [
         Query(str(r["pairid"]), r["reference"], r["caption"],
-              (r["target_hard"],) if r.get("target_hard") else (), tuple(r["img_set"]["members"]))
+              (r["target_hard"],) if r.get("target_hard") else (), tuple(r["img_set"]["members"]),
+              r.get("edit_kind"))
         for r in records
     ]  # fmt: skip
-    return Benchmark("cirr", split, queries, {name: base / rel for name, rel in paths.items()})
+    return Benchmark("cirr", split, queries, {name: base / rel for name, rel in paths.items()}, sources)
 
 
 def read_circo(root: str | Path, split: str = "val") -> Benchmark:
     """CIRCO over COCO unlabeled2017; image names are the COCO ids as strings."""
     root = Path(root)
-    records = _read_json(root / "annotations" / f"{split}.json")
+    sources = (root / "annotations" / f"{split}.json",)
+    records = _read_json(sources[0])
     info = root / CIRCO_IMAGE_INFO
     if info.exists():
         image_ids = [int(image["id"]) for image in _read_json(info)["images"]]
@@ -133,7 +138,7 @@ def read_circo(root: str | Path, split: str = "val") -> Benchmark:
         Query(str(r["id"]), str(r["reference_img_id"]), r["relative_caption"], _circo_targets(r))
         for r in records
     ]
-    return Benchmark("circo", split, queries, gallery)
+    return Benchmark("circo", split, queries, gallery, sources + ((info,) if info.exists() else ()))
 
 
 def _circo_targets(record: dict[str, Any]) -> tuple[str, ...]:
@@ -182,7 +187,7 @@ def cirr_submission(scores: np.ndarray, bench: Benchmark) -> tuple[dict[str, Any
     masked = exclude_columns(scores, references)
     recall = {"version": "rc2", "metric": "recall"}
     subset = {"version": "rc2", "metric": "recall_subset"}
-    for query, row, top50 in zip(bench.queries, masked, top_k_names(masked, names, 50)):
+    for query, row, top50 in zip(bench.queries, masked, top_k_names(masked, names, min(50, len(names) - 1))):
         recall[query.query_id] = top50
         members = [m for m in dict.fromkeys(query.members) if m != query.reference]
         subset_scores = row[bench.columns(members)][None, :]

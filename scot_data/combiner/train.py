@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +31,14 @@ from torch import nn
 
 from scot_data import ids
 from scot_data.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
-from scot_data.combiner.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_combiner
+from scot_data.combiner.checkpoint import (
+    CHECKPOINTS_DIR,
+    STATE_FILE,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_combiner,
+)
 from scot_data.combiner.loss import LossConfig, ScotLoss
 from scot_data.combiner.model import QUERY_METHODS, Combiner, CombinerConfig
 from scot_data.embed.view import TrainingView, load_training_view
@@ -40,6 +48,7 @@ from scot_data.manifest import (
     InputRef,
     fingerprint_input,
     is_complete,
+    read_manifest,
     stage_fingerprint,
     write_manifest,
 )
@@ -250,9 +259,19 @@ def evaluate(combiner: Combiner, split: Split, chunk: int = 2048) -> dict[str, A
     return {"recall_at_1": {k: v / n for k, v in hits.items()}, "lambda": torch.cat(lambdas).numpy()}
 
 
-def _check_resumable(state: dict[str, Any], cfg: TrainConfig, directory: Path) -> None:
-    if state["config"] != cfg.fingerprint_config():
-        raise ScotInputError(f"{directory}: checkpoint was trained with another config; use a new --out")
+def _resumable_checkpoint(out: Path, fingerprint: str) -> Path | None:
+    """The newest checkpoint of a run with these inputs and config. Checkpoints of another
+    run (the triplets, embeddings or options changed) are deleted, with the metrics they
+    logged: like every stage, changed inputs mean the work is done again, never mixed."""
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is None:
+        return None
+    state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    if state.get("fingerprint") == fingerprint:
+        return checkpoint
+    shutil.rmtree(out / CHECKPOINTS_DIR)
+    (out / METRICS_FILE).unlink(missing_ok=True)
+    return None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -272,6 +291,16 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode("utf-8"))
 
 
+def _finished_input(directory: str | Path, stage: str) -> InputRef:
+    """The manifest of a finished ``stage`` in ``directory``, fingerprinted; an unfinished one
+    (a crash, a full disk) is refused with one clear line instead of a missing-file traceback."""
+    manifest = read_manifest(directory)
+    if manifest is None or manifest.get("stage") != stage:
+        found = "no " + MANIFEST_NAME if manifest is None else f"it holds stage {manifest.get('stage')!r}"
+        raise ScotInputError(f"{directory}: not a finished {stage} directory ({found})")
+    return fingerprint_input(Path(directory) / MANIFEST_NAME)
+
+
 def train_combiner(
     cfg: TrainConfig,
     embeddings_dir: str | Path,
@@ -285,7 +314,7 @@ def train_combiner(
     A finished ``out_dir`` with the same inputs and config is returned as is.
     """
     out = Path(out_dir)
-    inputs = [fingerprint_input(Path(d) / MANIFEST_NAME) for d in (embeddings_dir, triplets_dir)]
+    inputs = [_finished_input(embeddings_dir, "embeddings"), _finished_input(triplets_dir, "triplets")]
     fingerprint = stage_fingerprint(STAGE, cfg.fingerprint_config(), inputs)
     if is_complete(out, STAGE, fingerprint):
         return TrainSummary(**{**json.loads((out / SUMMARY_FILE).read_text()), "skipped": True})
@@ -312,11 +341,9 @@ def train_combiner(
     steps_per_epoch = len(train) // batch_size
     total = cfg.epochs * steps_per_epoch
     step, resumed = 0, None
-    checkpoint = latest_checkpoint(out)
+    checkpoint = _resumable_checkpoint(out, fingerprint)
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, module, optimizer, device)
-        _check_resumable(state, cfg, checkpoint)
-        step = resumed = state["step"]
+        step = resumed = load_checkpoint(checkpoint, module, optimizer, device)["step"]
     _truncate_metrics(out / METRICS_FILE, step)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
@@ -344,7 +371,7 @@ def train_combiner(
                 log.write(json.dumps(record) + "\n")
             if step % cfg.checkpoint_every == 0 or step == stop_at:
                 log.flush()
-                state = {"config": cfg.fingerprint_config(), "rng": RNG_NOTE}
+                state = {"config": cfg.fingerprint_config(), "fingerprint": fingerprint, "rng": RNG_NOTE}
                 save_checkpoint(out, step, module, optimizer, state)
             progress.update(task, completed=step)
     loop_seconds = time.perf_counter() - loop_started
@@ -367,7 +394,8 @@ def train_combiner(
     )
     if step < total:
         return summary
-    return _finish(out, cfg, module.combiner, summary, final, inputs)
+    encoder = (read_manifest(embeddings_dir) or {}).get("encoder")
+    return _finish(out, cfg, module.combiner, summary, final, inputs, encoder)
 
 
 def _finish(
@@ -377,15 +405,17 @@ def _finish(
     summary: TrainSummary,
     final: dict[str, Any] | None,
     inputs: list[InputRef],
+    encoder: dict[str, Any] | None,
 ) -> TrainSummary:
-    """Final weights, plots, summary, then the manifest."""
+    """Final weights, plots, summary, then the manifest (with the encoder whose embeddings
+    it was trained on: evaluation must embed queries and gallery with the same one)."""
     save_combiner(out / COMBINER_FILE, combiner, cfg.combiner)
     lambdas = final["lambda"] if final else np.zeros(0)
     summary.plots = write_plots(out, lambdas)
     atomic_write_json(out / SUMMARY_FILE, asdict(summary))
     files: dict[str, int | None] = {COMBINER_FILE: None, SUMMARY_FILE: None, METRICS_FILE: None}
     files.update({name: None for name in summary.plots if isinstance(summary.plots, list)})
-    write_manifest(out, STAGE, cfg.fingerprint_config(), inputs, files, extra={"summary": asdict(summary)})
+    write_manifest(out, STAGE, cfg.fingerprint_config(), inputs, files, extra={"summary": asdict(summary), "encoder": encoder})
     return summary
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,18 +272,48 @@ def prepare(
     triplets_dir: str | Path | None,
     out_dir: str | Path,
     encoder: Encoder | None = None,
+    clean: bool = True,
 ) -> EmbedPlan | EmbedSummary:
-    """Plan a run, or return the skipped summary of a finished identical one."""
-    captions, out = Path(captions_dir), Path(out_dir)
+    """Plan a run over a caption (and triplet) table, or return the skipped summary of a
+    finished identical one (``clean``: see :func:`plan_collection`)."""
+    captions = Path(captions_dir)
     triplets = Path(triplets_dir) if triplets_dir is not None else None
+    return plan_collection(
+        cfg,
+        stage_inputs(cfg, captions, triplets),
+        lambda: wanted_images(captions),
+        lambda: wanted_texts(captions, triplets, cfg.include_caption_table),
+        out_dir,
+        encoder,
+        clean,
+    )
+
+
+def plan_collection(
+    cfg: EmbedConfig,
+    inputs: list[InputRef],
+    images: Callable[[], list[ImageItem]],
+    texts: Callable[[], list[tuple[str, str]]],
+    out_dir: str | Path,
+    encoder: Encoder | None = None,
+    clean: bool = True,
+) -> EmbedPlan | EmbedSummary:
+    """Plan a run over any images and texts (a benchmark gallery, a search collection).
+
+    ``inputs`` fingerprint where they come from; the lists are only built when the output
+    is not already complete for those inputs. ``clean`` deletes temporaries a killed run
+    left behind; pass False when other processes may be writing parts into ``out_dir``
+    right now (the shards of a scaled-out run), whose temporaries are not stale.
+    """
+    out = Path(out_dir)
     config = stage_config(cfg)
-    inputs = stage_inputs(cfg, captions, triplets)
     fingerprint = stage_fingerprint(STAGE, config, inputs)
     if is_complete(out, STAGE, fingerprint):
         return skipped_summary(out)
     previous = read_manifest(out)
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
+    if clean:
+        remove_stale_temporaries(out)
     encoder = encoder or get_encoder(cfg)
     key = encoder.identity.key()
     remove_other_encoders(out, key)
@@ -294,14 +324,14 @@ def prepare(
     have_images = _ids_in(image_parts, "image_id") | _ids_in(
         [reject_part(out, p) for p in image_parts], "image_id"
     )
-    images = wanted_images(captions)
-    todo = [item for item in images if item.image_id not in have_images]
+    wanted = images()
+    todo = [item for item in wanted if item.image_id not in have_images]
     ready, bad = index_tars(item for item in todo if item.uri.startswith(TAR_SCHEME))
     located = {item.image_id: item for item in ready}
     images_todo = [located.get(item.image_id, item) for item in todo]
 
     have_texts = _ids_in(valid_parts(out, TEXTS_DIR, key), "text_id")
-    texts = wanted_texts(captions, triplets, cfg.include_caption_table)
+    wanted_text = texts()
     return EmbedPlan(
         cfg=cfg,
         out=out,
@@ -311,9 +341,9 @@ def prepare(
         encoder=encoder,
         images_todo=images_todo,
         pre_rejects={item.image_id: reason for item, reason in bad},
-        texts_todo=[t for t in texts if t[0] not in have_texts],
-        images_wanted=len(images),
-        texts_wanted=len(texts),
+        texts_todo=[t for t in wanted_text if t[0] not in have_texts],
+        images_wanted=len(wanted),
+        texts_wanted=len(wanted_text),
         previous=previous,
     )
 
@@ -650,7 +680,11 @@ def embed_stage(
 ) -> EmbedSummary:
     """Run the whole stage into ``out_dir``: only what is new is embedded; an identical
     finished run is skipped without loading the model."""
-    plan = prepare(cfg, captions_dir, triplets_dir, out_dir, encoder=encoder)
+    return run_plan(prepare(cfg, captions_dir, triplets_dir, out_dir, encoder=encoder), show_progress)
+
+
+def run_plan(plan: EmbedPlan | EmbedSummary, show_progress: bool = True) -> EmbedSummary:
+    """Embed what a plan left to do and finish the output (a skipped plan is returned as is)."""
     if isinstance(plan, EmbedSummary):
         return plan
     with Progress(disable=not show_progress, transient=False) as bar:

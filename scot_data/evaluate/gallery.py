@@ -1,0 +1,96 @@
+"""A benchmark's gallery, references and query texts through the embedding cache.
+
+The benchmark is embedded by the same stage code as training data (``plan_collection``):
+parts are resumable, keyed by the encoder identity, and a finished cache whose inputs
+(the annotation files and the gallery listing) and encoder are unchanged is reused
+without loading the model. Evaluating a second Combiner, or the baselines, costs no
+encoder work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from scot_data import ids
+from scot_data.combiner.benchmarks import Benchmark
+from scot_data.embed.config import EmbedConfig
+from scot_data.embed.images import ImageItem
+from scot_data.embed.records import text_id
+from scot_data.embed.stage import IMAGES_DIR, REJECTS_FILE, TEXTS_DIR, EmbedSummary, plan_collection, run_plan
+from scot_data.embed.view import load_embeddings
+from scot_data.errors import ScotInputError
+from scot_data.manifest import InputRef, fingerprint_input
+
+
+@dataclass
+class BenchmarkEmbeddings:
+    """Float32 unit vectors: the gallery in its order, and each query's reference and text."""
+
+    gallery: np.ndarray  # (G, dim)
+    references: np.ndarray  # (Q, dim)
+    texts: np.ndarray  # (Q, dim)
+    summary: EmbedSummary
+
+
+def cache_dir(root: Path, bench: Benchmark) -> Path:
+    return root / f"{bench.name}-{bench.split}"
+
+
+def _inputs(bench: Benchmark) -> list[InputRef]:
+    """The annotation files by content, the gallery by its (name, path) listing."""
+    listing = ids.stable_id(*(f"{name}={path}" for name, path in bench.gallery.items()))
+    inputs = [fingerprint_input(path) for path in bench.sources]
+    return inputs + [InputRef(f"{bench.name}:{bench.split}:gallery", "listing", listing)]
+
+
+def _images(bench: Benchmark) -> list[ImageItem]:
+    """The gallery images; every query's reference must be one of them (the protocols say so)."""
+    paths = dict(bench.gallery)
+    for query in bench.queries:
+        if query.reference not in paths:
+            raise ScotInputError(
+                f"{bench.name} {bench.split}: reference {query.reference!r} of query {query.query_id} "
+                "is not in the image split"
+            )
+    return [ImageItem(name, str(path), row) for row, (name, path) in enumerate(paths.items())]
+
+
+def _texts(bench: Benchmark) -> list[tuple[str, str]]:
+    texts = {text_id(q.text): q.text for q in bench.queries}
+    return list(texts.items())
+
+
+def _rows(found: pa.Array, wanted: list[str], what: str, cache: Path) -> np.ndarray:
+    embeddings_ids = {value: row for row, value in enumerate(found.to_pylist())}
+    missing = [w for w in wanted if w not in embeddings_ids]
+    if missing:
+        raise ScotInputError(
+            f"{cache}: {len(missing)} {what} could not be embedded (first: {missing[0]!r}); "
+            f"see {cache / REJECTS_FILE} for the file and reason"
+        )
+    return np.array([embeddings_ids[w] for w in wanted], dtype=np.int64)
+
+
+def embed_benchmark(
+    bench: Benchmark, cfg: EmbedConfig, cache_root: str | Path, show_progress: bool = True
+) -> BenchmarkEmbeddings:
+    """Embed (or reuse) everything a benchmark needs; vectors in gallery and query order."""
+    cache = cache_dir(Path(cache_root), bench)
+    plan = plan_collection(cfg, _inputs(bench), lambda: _images(bench), lambda: _texts(bench), cache)
+    summary = run_plan(plan, show_progress)
+    images = load_embeddings(cache, IMAGES_DIR)
+    texts = load_embeddings(cache, TEXTS_DIR)
+    image_rows = _rows(images.ids, bench.names, "gallery images", cache)
+    reference_rows = _rows(images.ids, [q.reference for q in bench.queries], "reference images", cache)
+    text_rows = _rows(texts.ids, [text_id(q.text) for q in bench.queries], "query texts", cache)
+    matrix = images.matrix.astype(np.float32)
+    return BenchmarkEmbeddings(
+        gallery=matrix[image_rows],
+        references=matrix[reference_rows],
+        texts=texts.matrix[text_rows].astype(np.float32),
+        summary=summary,
+    )

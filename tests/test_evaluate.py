@@ -1,0 +1,224 @@
+"""``scot eval`` / ``scot search`` end to end on tiny benchmarks in the official layouts.
+
+A seeded tiny open_clip model embeds real PNG files; every figure the evaluator reports is
+recomputed here from the encoder directly (encode, compose, score with the metric
+functions), so the test checks the plumbing (cache, ordering, reference exclusion,
+methods) against an independent path rather than against stored numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from scot_data.cli import app
+from scot_data.combiner import Combiner, CombinerConfig, read_circo, read_cirr, read_fashioniq, save_combiner
+from scot_data.combiner.benchmarks import score_circo, score_cirr, score_fashioniq
+from scot_data.combiner.model import compose_queries
+from scot_data.encoders import create_encoder
+from scot_data.errors import ScotInputError
+from scot_data.evaluate.evaluate import EvalConfig, evaluate
+from scot_data.evaluate.retriever import Retriever, faiss_available
+from scot_data.evaluate.search import search
+from scot_data.manifest import write_manifest
+from tests.conftest import png_bytes
+
+N_IMAGES = 12
+
+
+def _json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _images(folder: Path, names: list[str], suffix: str = ".png") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (folder / f"{name}{suffix}").write_bytes(png_bytes(i, size=48))
+
+
+def cirr_layout(root: Path, split: str = "val", targets: bool = True) -> Path:
+    names = [f"img{i}" for i in range(N_IMAGES)]
+    _images(root / split, names)
+    records = []
+    for q in range(6):
+        ref, target = names[q], names[(q * 5 + 3) % N_IMAGES]
+        record = {"pairid": 100 + q, "reference": ref, "caption": f"make it number {q}", "edit_kind": "ab"[q % 2],
+                  "img_set": {"id": q, "members": [ref, target, names[(q + 7) % N_IMAGES], names[(q + 9) % N_IMAGES]]}}  # fmt: skip
+        if targets:
+            record["target_hard"] = target
+        records.append(record)
+    _json(root / "captions" / f"cap.rc2.{split}.json", records)
+    _json(root / "image_splits" / f"split.rc2.{split}.json", {n: f"./{split}/{n}.png" for n in names})
+    return root
+
+
+def direct_scores(spec: str, bench, method: str, combiner=None) -> np.ndarray:
+    """The same scores computed without the cache: encode every image and text directly."""
+    encoder = create_encoder(spec, device="cpu")
+    pixels = torch.stack([encoder.image_transform(Image.open(path)) for path in bench.gallery.values()])
+    gallery = encoder.encode_images(pixels).half().float()  # the cache's contract: float16 vectors
+    index = {name: i for i, name in enumerate(bench.gallery)}
+    refs = gallery[[index[q.reference] for q in bench.queries]]
+    texts = encoder.encode_texts([q.text for q in bench.queries]).half().float()
+    return (compose_queries(method, refs, texts, combiner) @ gallery.T).numpy()
+
+
+def test_cirr_layout_metrics_match_direct_computation_and_cache_is_reused(tiny_spec, tmp_path):
+    root = cirr_layout(tmp_path / "cirr")
+    cfg = EvalConfig(benchmark="cirr", data=root, encoder=tiny_spec, device="cpu", num_workers=0)
+    results = evaluate(cfg, tmp_path / "out", show_progress=False)
+    bench = read_cirr(root, "val")
+    assert results["methods"] == ["image_only", "text_only", "sum"] and results["query_count"] == 6
+    for method in results["methods"]:
+        expected = score_cirr(direct_scores(tiny_spec, bench, method), bench)
+        assert results["metrics"]["cirr"][method] == pytest.approx(expected, abs=1e-6), method
+    # the reference never retrieves itself: image-only would otherwise be R@1 = 100
+    assert results["metrics"]["cirr"]["image_only"]["R@1"] < 100.0
+    assert set(results["by_kind"]["cirr"]) == {"a", "b"}
+    sample = results["queries"][0]
+    assert len(sample["top_k"]["sum"]) == 10 and sample["reference"] not in [
+        h["name"] for h in sample["top_k"]["sum"]
+    ]
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["metrics"] == results["metrics"]
+
+    again = evaluate(cfg, tmp_path / "out", show_progress=False)
+    assert again["metrics"] == results["metrics"]
+    stats = json.loads((tmp_path / "out" / "cache" / "cirr-val" / "stats.json").read_text())
+    assert stats["images"] == N_IMAGES and stats["texts"] == 6
+
+
+def test_combiner_method_uses_the_checkpoint_and_its_encoder(tiny_spec, tmp_path):
+    root = cirr_layout(tmp_path / "cirr")
+    torch.manual_seed(3)
+    combiner = Combiner(32).eval()
+    train_dir = tmp_path / "train"
+    save_combiner(train_dir / "combiner.safetensors", combiner, CombinerConfig())
+    key = create_encoder(tiny_spec, device="cpu").identity.key()
+    write_manifest(train_dir, "combiner", {}, [], {"combiner.safetensors": None},
+                   extra={"encoder": {"spec": tiny_spec, "key": key}})  # fmt: skip
+    cfg = EvalConfig(benchmark="cirr", data=root, combiner=train_dir / "combiner.safetensors", device="cpu",
+                     num_workers=0)  # fmt: skip
+    results = evaluate(cfg, tmp_path / "out", show_progress=False)
+    assert results["encoder"] == tiny_spec and results["methods"][-1] == "combiner"
+    expected = score_cirr(direct_scores(tiny_spec, read_cirr(root), "combiner", combiner), read_cirr(root))
+    assert results["metrics"]["cirr"]["combiner"] == pytest.approx(expected, abs=1e-6)
+    assert results["lambda"]["mean"] == pytest.approx(
+        np.mean([q["lambda"] for q in results["queries"]]), abs=1e-3
+    )
+    assert sum(results["lambda"]["counts"]) == 6
+
+    write_manifest(train_dir, "combiner", {}, [], {"combiner.safetensors": None},
+                   extra={"encoder": {"spec": "lit-mini", "key": "another"}})  # fmt: skip
+    wrong = cfg.model_copy(update={"encoder": tiny_spec})
+    with pytest.raises(ScotInputError, match="trained on encoder 'lit-mini'"):
+        evaluate(wrong, tmp_path / "out2", show_progress=False)
+
+
+def test_cirr_test_split_writes_submission_files(tiny_spec, tmp_path):
+    root = cirr_layout(tmp_path / "cirr", split="test1", targets=False)
+    cfg = EvalConfig(
+        benchmark="cirr", data=root, split="test1", encoder=tiny_spec, device="cpu", num_workers=0
+    )
+    results = evaluate(cfg, tmp_path / "out", show_progress=False)
+    assert results["metrics"] == {}
+    assert "cirr_test1_sum_recall.json" in results["submissions"]
+    recall = json.loads((tmp_path / "out" / "cirr_test1_sum_recall.json").read_text())
+    subset = json.loads((tmp_path / "out" / "cirr_test1_sum_subset.json").read_text())
+    assert recall["version"] == "rc2" and recall["metric"] == "recall" and subset["metric"] == "recall_subset"
+    assert len(recall["100"]) == N_IMAGES - 1 and "img0" not in recall["100"]  # gallery minus the reference
+    assert len(subset["100"]) == 3 and "img0" not in subset["100"]
+
+
+def test_fashioniq_per_category_and_average(tiny_spec, tmp_path):
+    root = tmp_path / "fiq"
+    names = [f"f{i}" for i in range(N_IMAGES)]
+    _images(root / "images", names)
+    for c, category in enumerate(("dress", "shirt")):
+        _json(root / "image_splits" / f"split.{category}.val.json", names)
+        _json(root / "captions" / f"cap.{category}.val.json", [
+            {"candidate": names[q], "target": names[(q + 1 + c) % N_IMAGES], "captions": ["is red.", f"has {q} dots"]}
+            for q in range(5)
+        ])  # fmt: skip
+    cfg = EvalConfig(benchmark="fashioniq", data=root, categories=("dress", "shirt"), encoder=tiny_spec,
+                     device="cpu", num_workers=0)  # fmt: skip
+    results = evaluate(cfg, tmp_path / "out", show_progress=False)
+    assert set(results["metrics"]) == {"fashioniq-dress", "fashioniq-shirt", "fashioniq-average"}
+    for category in ("dress", "shirt"):
+        bench = read_fashioniq(root, category, "val")
+        expected = score_fashioniq(direct_scores(tiny_spec, bench, "sum"), bench)
+        assert results["metrics"][f"fashioniq-{category}"]["sum"] == pytest.approx(expected)
+    average = results["metrics"]["fashioniq-average"]["sum"]["R@10"]
+    assert average == pytest.approx(np.mean([results["metrics"][f"fashioniq-{c}"]["sum"]["R@10"]
+                                             for c in ("dress", "shirt")]))  # fmt: skip
+    assert results["queries"][0]["text"] == "Is red and has 0 dots"
+
+
+def test_circo_map(tiny_spec, tmp_path):
+    root = tmp_path / "circo"
+    names = [f"{i:012d}" for i in range(N_IMAGES)]
+    _images(root / "COCO2017_unlabeled" / "unlabeled2017", names, ".jpg")
+    _json(root / "annotations" / "val.json", [
+        {"id": q, "reference_img_id": q, "target_img_id": q + 1, "relative_caption": f"has {q} cats",
+         "shared_concept": "", "gt_img_ids": [q + 1, q + 4]}
+        for q in range(4)
+    ])  # fmt: skip
+    cfg = EvalConfig(benchmark="circo", data=root, encoder=tiny_spec, device="cpu", num_workers=0)
+    results = evaluate(cfg, tmp_path / "out", show_progress=False)
+    bench = read_circo(root, "val")
+    expected = score_circo(direct_scores(tiny_spec, bench, "text_only"), bench)
+    assert results["metrics"]["circo"]["text_only"] == pytest.approx(expected)
+    assert set(results["metrics"]["circo"]["sum"]) == {"mAP@5", "mAP@10", "mAP@25", "mAP@50"}
+
+
+def test_missing_gallery_image_is_named(tiny_spec, tmp_path):
+    root = cirr_layout(tmp_path / "cirr")
+    (root / "val" / "img4.png").unlink()
+    cfg = EvalConfig(benchmark="cirr", data=root, encoder=tiny_spec, device="cpu", num_workers=0)
+    with pytest.raises(ScotInputError, match=r"could not be embedded \(first: 'img4'\).*rejects.parquet"):
+        evaluate(cfg, tmp_path / "out", show_progress=False)
+
+
+@pytest.mark.parametrize("use_faiss", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not faiss_available(), reason="faiss not installed"))])  # fmt: skip
+def test_retriever_is_exact_across_chunks(use_faiss):
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(1000, 16)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    queries = gallery[[3, 500, 999]] + 0.01 * rng.normal(size=(3, 16)).astype(np.float32)
+    retriever = Retriever(
+        [f"g{i}" for i in range(1000)], gallery.astype(np.float16), use_faiss=use_faiss, chunk=97
+    )
+    result = retriever.search(queries, k=5)
+    brute = np.argsort(-(queries @ gallery.astype(np.float16).astype(np.float32).T), axis=1)[:, :5]
+    assert result.rows.tolist() == brute.tolist()
+    assert [ids[0] for ids in result.ids] == ["g3", "g500", "g999"]
+    assert np.all(np.diff(result.scores, axis=1) <= 1e-6)
+
+
+def test_search_cli_and_api_over_a_cache(tiny_spec, tmp_path):
+    root = cirr_layout(tmp_path / "cirr")
+    evaluate(EvalConfig(benchmark="cirr", data=root, encoder=tiny_spec, device="cpu", num_workers=0),
+             tmp_path / "out", show_progress=False)  # fmt: skip
+    gallery = tmp_path / "out" / "cache" / "cirr-val"
+    found = search(gallery, image=root / "val" / "img5.png", k=3, device="cpu")
+    assert found.method == "image_only" and found.hits[0].image_id == "img5"
+    assert found.hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+    combiner = tmp_path / "c.safetensors"
+    save_combiner(combiner, Combiner(32).eval(), CombinerConfig())
+    result = CliRunner().invoke(app, ["search", "--gallery", str(gallery), "--image", str(root / "val" / "img5.png"),
+                                      "--text", "make it red", "-k", "4", "--combiner", str(combiner), "--json",
+                                      "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.output)
+    assert output["method"] == "combiner" and len(output["hits"]) == 4 and 0.0 < output["lam"] < 1.0
+
+    missing = CliRunner().invoke(app, ["search", "--gallery", str(tmp_path), "--text", "x"])
+    assert missing.exit_code == 2 and "not a finished embedding-cache directory" in missing.output
