@@ -21,13 +21,9 @@ test: setup
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"
 
+## Every benchmark at modest sizes (~5 minutes on 2 cores), one table of ratios (BENCHMARKS.md).
 bench: setup
-	$(VENV)/bin/python bench/bench_captions.py
-	$(VENV)/bin/python bench/bench_triplets.py
-	$(VENV)/bin/python bench/encoder_forward.py --encoder lit-mini
-	$(VENV)/bin/python bench/bench_embed.py
-	$(VENV)/bin/python bench/bench_train.py
-	$(VENV)/bin/python bench/bench_search.py
+	$(VENV)/bin/python bench/run_all
 
 clean-demo:
 	rm -rf shards/demo

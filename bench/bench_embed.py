@@ -19,6 +19,7 @@ images from --triplets (default shards/demo/triplets) when it exists; otherwise 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -155,7 +156,7 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, encoder {args.encoder}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        lines = []
+        lines, results = [], []
         if not args.skip_encoder:
             captions, triplets = sample_inputs(tmp, args.images, args.triplets)
             cfg = EmbedConfig(encoder=args.encoder, device=args.device, image_batch_size=args.batch_size,
@@ -173,16 +174,27 @@ def main() -> None:
                 ("texts/s, encode_texts alone", f"{alone:.1f}", f"batch {args.text_batch_size}"),
                 ("  ratio stage / alone", f"{summary.texts_per_second / alone:.2f}", ""),
             ]
+            results += [
+                {"compared": "image stage / forward alone", "ratio": round(summary.images_per_second / forward, 3),
+                 "figure": f"{summary.images_per_second:.1f} images/s ({args.workers} workers)"},
+                {"compared": "text stage / encode_texts alone", "ratio": round(summary.texts_per_second / alone, 3),
+                 "figure": f"{summary.texts_per_second:.1f} texts/s"},
+            ]
         reads = shard_read(tmp, args.rows, args.dim)
         detail = f"{args.rows} x {args.dim} fp16, {reads['_shards']} shards, {reads['_bytes'] / 1e6:.0f} MB"
         for key in ("raw read of the tar bytes", "iter_wds_blocks (tar + np.load)", "raw read of the Parquet bytes",
                     "Parquet load_embeddings"):  # fmt: skip
             lines.append((f"GB/s, {key}", f"{reads[key]:.2f}", detail))
         lines.append(("  ratio wds / raw", f"{reads['iter_wds_blocks (tar + np.load)'] / reads['raw read of the tar bytes']:.2f}", ""))
+        wds = reads["iter_wds_blocks (tar + np.load)"]
+        results.append({"compared": "WebDataset blocks read / raw read", "ratio": round(wds / reads["raw read of the tar bytes"], 3),
+                        "figure": f"{wds:.2f} GB/s ({detail})"})
         width = max(len(a) for a, _, _ in lines)
         print(f"{'measure':<{width}}  {'value':>9}  detail")
         for a, b, c in lines:
             print(f"{a:<{width}}  {b:>9}  {c}")
+        for result in results:
+            print("RESULT " + json.dumps(result))
 
 
 if __name__ == "__main__":

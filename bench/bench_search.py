@@ -11,6 +11,7 @@ Run: .venv/bin/python bench/bench_search.py [--gallery 200000] [--dim 512] [--qu
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -67,6 +68,10 @@ def main() -> None:
     base = results["one matmul + topk (float32, baseline)"]
     for name, seconds in results.items():
         print(f"{name:>44}: {args.queries / seconds:10,.0f} queries/s   ratio {base / seconds:.2f}")
+        if seconds is not base:
+            print("RESULT " + json.dumps({"compared": f"{name.split(' (')[0]} / one matmul + topk",
+                                          "ratio": round(base / seconds, 3),
+                                          "figure": f"{args.queries / seconds:,.0f} queries/s, gallery {args.gallery:,}"}))
 
 
 if __name__ == "__main__":

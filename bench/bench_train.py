@@ -15,6 +15,7 @@ Run: .venv/bin/python bench/bench_train.py [--triplets 290000] [--dim 768] [--ba
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
@@ -98,6 +99,9 @@ def main() -> None:
     kind = "measured" if args.full_epoch else f"extrapolated from {steps} steps"
     print(f"epoch ({epoch_steps} steps): {data_seconds / steps * epoch_steps:.1f} s ({kind})")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    print("RESULT " + json.dumps({"compared": "trainer data path / random tensors", "ratio": round(random_seconds / data_seconds, 3),
+                                  "figure": f"{steps * b / data_seconds:,.0f} samples/s, epoch of {len(train):,} "
+                                            f"x {args.dim}-d {data_seconds / steps * epoch_steps:.1f} s ({kind})"}))
     if device.type == "cuda":
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
 

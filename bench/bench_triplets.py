@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -140,6 +141,9 @@ def main() -> None:
     print(f"{'what':<36}{'requests/s':>12}{'ratio':>8}")
     for name, rate in (("bare aiohttp (baseline)", baseline), ("ChatClient", client), ("whole stage", whole)):
         print(f"{name:<36}{rate:>12.1f}{rate / baseline:>8.2f}")
+    for name, rate in (("ChatClient", client), ("whole stage", whole)):
+        print("RESULT " + json.dumps({"compared": f"{name} / bare aiohttp", "ratio": round(rate / baseline, 3),
+                                      "figure": f"{rate:.0f} requests/s"}))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ def main() -> None:
             indent=2,
         )
     )
+    print("RESULT " + json.dumps({"compared": f"{args.encoder} forward alone (ceiling, no baseline)", "ratio": None,
+                                  "figure": f"{args.batch / image_median:.1f} images/s, "
+                                            f"{args.batch / text_median:.1f} texts/s"}))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary file lives in the same directory so the final ``os.replace`` is a
-    rename on one filesystem (atomic on POSIX). On error the temporary file is removed.
+    rename on one filesystem (atomic on POSIX). On error the temporary file is removed, and
+    an ``OSError`` gets a note naming ``path``: a full disk otherwise reads "[Errno 28] No
+    space left on device" (pyarrow, tarfile) with no word of which output failed.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +40,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        exc.add_note(f"while writing {final} (left as it was: only a temporary file was written)")
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -7,7 +7,11 @@ one line that names the file, row or key; nothing already written is lost.
 from __future__ import annotations
 
 import json
+import os
+import time
+from contextlib import nullcontext
 from dataclasses import asdict
+from enum import Enum
 from functools import wraps
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -32,10 +36,13 @@ from scot_data.llm.server import (
     serve,
     stop_servers,
 )
-from scot_data.pipeline import run_pipeline
-from scot_data.spec import load_spec
+from scot_data.pipeline import StageResult, configured_stages, observed_by, run_pipeline, signals_as_interrupt
+from scot_data.run_view import PipelineView, summary_table
+from scot_data.spec import PipelineSpec, load_spec
 from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
+from scot_data.triplets.filters import FilterConfig, filter_triplets
 from scot_data.triplets.generate import StageIncomplete, generate_triplets
+from scot_data.triplets.mix import mix_triplets, parse_source
 from scot_data.verify import publish, verify
 
 app = typer.Typer(help="scot: composed image retrieval from image-caption collections.", no_args_is_help=True,
@@ -52,7 +59,6 @@ for name, sub_app in (("captions", captions_app), ("triplets", triplets_app), ("
 
 console = Console()
 EXIT_BAD_INPUT = 2
-BRIEF_KEYS = ("rows", "images", "captions", "triplets", "rejects", "duplicates", "texts", "steps", "val_recall_at_1")
 
 
 def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -137,6 +143,22 @@ def captions_ingest(
     print_summary(f"captions -> {out}", summary.__dict__)
 
 
+@captions_app.command("scenes")
+@reports_input_errors
+def captions_scenes(
+    captions: Path = typer.Option(..., "--captions", help="a finished clip-art caption directory (training objects)"),
+    out: Path = typer.Option(..., "--out", help="writes OUT/captions and OUT/triplets"),
+    count: int = typer.Option(4000, "--count", help="reference scenes, one template triplet each"),
+    seed: int = typer.Option(0, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Compose training clip-art objects into captioned scenes, with one scene edit each."""
+    from scot_data.captions.scenes import ScenesConfig, build_scenes
+
+    summary = build_scenes(captions, out, ScenesConfig(count=count, seed=seed), show_progress=progress)
+    print_summary(f"scenes -> {out}", asdict(summary))
+
+
 @triplets_app.command("generate")
 @reports_input_errors
 def triplets_generate(
@@ -172,6 +194,45 @@ def triplets_generate(
     )
     summary = generate_triplets(config, captions, out, show_progress=progress)
     print_summary(f"triplets -> {out}", summary.__dict__)
+
+
+@triplets_app.command("filter")
+@reports_input_errors
+def triplets_filter(
+    triplets: Path = typer.Option(..., "--triplets", help="a finished triplet-stage directory"),
+    out: Path = typer.Option(..., "--out", help="output directory (a finished triplet stage)"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="a finished embedding cache"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="encodes texts the cache lacks"),
+    edit_words: bool = typer.Option(True, "--edit-words/--no-edit-words"),
+    similarity_band: bool = typer.Option(True, "--similarity-band/--no-similarity-band"),
+    few_shot_copy: bool = typer.Option(True, "--few-shot-copy/--no-few-shot-copy"),
+    repetition: bool = typer.Option(True, "--repetition/--no-repetition"),
+    low: Optional[float] = typer.Option(None, "--low", help="lowest caption/modified-caption cosine kept"),
+    high: Optional[float] = typer.Option(None, "--high", help="highest caption/modified-caption cosine kept"),
+    prompt: Path = typer.Option(DEFAULT_PROMPT, "--prompt", help="the prompt whose examples must not be copied"),
+) -> None:
+    """Drop triplets that copy the prompt, loop, do not make the edit they name, or change too
+    little or too much; each filter's drop count is in the summary."""
+    config = _validated(
+        TypeAdapter(FilterConfig),
+        {"edit_words": edit_words, "similarity_band": similarity_band, "few_shot_copy": few_shot_copy,
+         "repetition": repetition, "low": low, "high": high, "prompt": prompt},
+    )  # fmt: skip
+    summary = filter_triplets(triplets, out, config, embeddings_dir=embeddings, encoder=encoder)
+    print_summary(f"filtered triplets -> {out}", summary.__dict__)
+
+
+@triplets_app.command("mix")
+@reports_input_errors
+def triplets_mix(
+    source: list[str] = typer.Option(..., "--source", help="DIR:WEIGHT, a finished triplet directory (repeat)"),
+    out: Path = typer.Option(..., "--out", help="output directory (a finished triplet stage)"),
+    total: Optional[int] = typer.Option(None, "--total", help="triplets in the mix (default: all the weights allow)"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """A seeded, weighted sample of several triplet directories (e.g. LLM 0.3 + template 0.7)."""
+    summary = mix_triplets([parse_source(s) for s in source], out, total=total, seed=seed)
+    print_summary(f"mixed triplets -> {out}", summary.__dict__)
 
 
 @llm_app.command("serve")
@@ -229,6 +290,27 @@ def encoder_fit_lit(
     config = FitLitConfig(seed=seed, held_out_fraction=held_out_fraction, max_steps=max_steps,
                           num_workers=workers, device=device)  # fmt: skip
     fit_lit_from_captions(captions, out, config, show_progress=progress)
+
+
+@encoder_app.command("recall")
+@reports_input_errors
+def encoder_recall(
+    table: Path = typer.Option(..., "--captions", help="a caption table (captions.parquet, holdout.parquet)"),
+    encoder: list[str] = typer.Option(..., "--encoder", help="encoder spec (repeat to compare)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="first N rows only"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Text -> image Recall@1/5/10 of each encoder on a caption table (beside chance)."""
+    from scot_data.encoders.recall import text_to_image_recall
+
+    shown = Table(title=f"text -> image recall on {table}")
+    for column in ("encoder", "captions", "images", "R@1", "R@5", "R@10", "chance R@10"):
+        shown.add_column(column)
+    for spec in encoder:
+        report = text_to_image_recall(table, spec, limit, show_progress=progress)
+        shown.add_row(spec, str(report.captions), str(report.images), *(f"{v:.3f}" for v in report.recall.values()),
+                      f"{report.chance['R@10']:.3f}")  # fmt: skip
+    console.print(shown)
 
 
 @encoder_app.command("info")
@@ -370,6 +452,30 @@ def print_metric_tables(metrics: dict[str, dict[str, dict[str, float]]], title: 
         console.print(table)
 
 
+@app.command("ablate")
+@reports_input_errors
+def ablate_command(
+    spec: Path = typer.Argument(..., help="an ablation YAML (pipelines/ablations/*.yaml)"),
+    out: Path = typer.Option(..., "--out", help="runs, ablation.json, report.html"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train each variant over the seeds, score it on the benchmark, print mean [95% CI]."""
+    from scot_data.evaluate.ablate import ablation_table, load_ablation, run_ablation
+    from scot_data.evaluate.report import write_report
+
+    cfg = load_ablation(spec)
+    table = ablation_table(run_ablation(cfg, out, show_progress=progress))
+    shown = Table(title=table["title"], caption=table["note"])
+    for column in table["columns"]:
+        shown.add_column(column)
+    for row in table["rows"]:
+        shown.add_row(*map(str, row))
+    console.print(shown)
+    report = {"benchmark": "clipart", "split": cfg.split, "encoder": "see the rows", "combiner": None,
+              "methods": [], "metrics": {}, "queries": [], "tables": [table]}  # fmt: skip
+    typer.echo(f"report: {write_report(report, out)}")
+
+
 @app.command("search")
 @reports_input_errors
 def search_command(
@@ -429,27 +535,58 @@ def bench_build_clipart(
     print_summary(f"clip-art benchmark -> {out}", asdict(summary))
 
 
+class Engine(str, Enum):
+    """How ``scot run`` executes the stages."""
+
+    prefect = "prefect"
+    local = "local"
+
+
+# Set (unless already set) before Prefect is first imported, which reads them: no telemetry,
+# a temporary server that may start slowly on a busy machine, and console logs held to
+# warnings so they do not interleave with the progress view (the API handler, and so a
+# Prefect UI at PREFECT_API_URL, still gets every line).
+PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+                    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}  # fmt: skip
+
+
+def _engine_runner(engine: Engine, spec: Path, pipeline: PipelineSpec,
+                   progress: bool) -> Callable[[], list[StageResult]]:  # fmt: skip
+    """The run of ``spec`` by ``engine``. Prefect is imported only here, so the library and
+    ``--engine local`` work where it is not installed."""
+    if engine is Engine.local:
+        return lambda: run_pipeline(pipeline, show_progress=progress)
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from flows.pipeline import run_spec
+
+    return lambda: run_spec(str(spec), show_progress=progress)
+
+
 @app.command("run")
 @reports_input_errors
 def run(
     spec: Path = typer.Argument(..., help="pipelines/<name>.yaml"),
+    engine: Engine = typer.Option(Engine.prefect, "--engine",
+                                  help="prefect: a flow with a subflow per stage; local: in this process"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Run every stage of a pipeline spec in order, skipping stages already complete."""
     pipeline = load_spec(spec)
-    results = run_pipeline(pipeline, show_progress=progress)
-    table = Table(title=f"pipeline {pipeline.name} -> {pipeline.out}")
-    for column in ("stage", "status", "seconds", "summary"):
-        table.add_column(column)
-    for result in results:
-        brief = {k: v for k, v in result.summary.items() if k in BRIEF_KEYS}
-        table.add_row(result.stage, result.status, f"{result.seconds:.1f}", json.dumps(brief))
-    console.print(table)
+    title = f"pipeline {pipeline.name} -> {pipeline.out} ({engine.value})"
+    execute = _engine_runner(engine, spec, pipeline, progress)
+    view = PipelineView(title, configured_stages(pipeline)) if progress else None
+    started = time.perf_counter()
+    with signals_as_interrupt(), observed_by(view), view or nullcontext():
+        results = execute()
+    console.print(summary_table(title, results))
     for result in results:
         if result.stage == "evaluate":
             print_metric_tables(result.summary["metrics"], "(recall in %)")
             for report in result.summary["reports"]:
                 typer.echo(f"report: {report}")
+    typer.echo(f"total {time.perf_counter() - started:.1f} s")
 
 
 @spec_app.command("check")

@@ -7,11 +7,15 @@ options, so a re-run (or a run after ``kill -9``) does only what is left.
 
 from __future__ import annotations
 
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, Protocol
 
 from scot_data.captions.ingest import ingest_captions
 from scot_data.combiner.train import train_combiner
@@ -25,6 +29,7 @@ from scot_data.spec import EncoderConfig, PipelineSpec
 from scot_data.triplets.generate import generate_triplets, stage_complete
 
 STAGE_ORDER = ("captions", "triplets", "encoder", "train", "evaluate")
+COUNT_KEYS = ("rows", "images", "captions", "triplets", "rejects", "duplicates", "texts", "steps", "val_recall_at_1")
 
 
 @dataclass
@@ -35,6 +40,47 @@ class StageResult:
     status: str
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        """The few figures of the summary worth a glance (the run table shows only these)."""
+        return {key: value for key, value in self.summary.items() if key in COUNT_KEYS}
+
+
+class PipelineObserver(Protocol):
+    """What watches a run stage by stage (``scot run``'s live view).
+
+    ``live`` says the observer draws a live display on rich's global console while the run
+    lasts: the stages must then draw their own bars on that console, where they nest.
+    """
+
+    live: bool
+
+    def stage_started(self, stage: str) -> None: ...
+
+    def stage_finished(self, result: StageResult) -> None: ...
+
+    def stage_failed(self, stage: str, seconds: float, error: BaseException) -> None: ...
+
+
+# Ambient rather than a parameter: the Prefect engine runs the stage loop inside a flow,
+# and a flow's parameters must be JSON for the API, which a live display is not.
+_OBSERVER: ContextVar[PipelineObserver | None] = ContextVar("scot_pipeline_observer", default=None)
+
+
+@contextmanager
+def observed_by(observer: PipelineObserver | None) -> Iterator[None]:
+    """Report every stage run in this context (by either engine) to ``observer``."""
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
+
+
+def _shares_live_display() -> bool:
+    observer = _OBSERVER.get()
+    return observer is not None and observer.live
 
 
 def stage_dir(spec: PipelineSpec, stage: str) -> Path:
@@ -69,8 +115,10 @@ def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     assert spec.encoder is not None
     encoder = spec.encoder
     if encoder.backend == "lit-mini" and encoder.fit_lit:
+        # fit_lit draws on a stderr console of its own, which would tear a live view of
+        # the whole run: under one, its bars are left out (the stage row still runs).
         fit = fit_lit_from_captions(stage_dir(spec, "captions"), stage_dir(spec, "lit-mini"),
-                                    show_progress=show_progress)  # fmt: skip
+                                    show_progress=show_progress and not _shares_live_display())  # fmt: skip
         encoder = encoder.model_copy(update={"pretrained": fit.heads})
     cfg = EmbedConfig(
         encoder=spec_encoder(encoder),
@@ -133,14 +181,51 @@ RUNNERS: dict[str, Callable[[PipelineSpec, bool], dict[str, Any]]] = {
 }
 
 
-def run_pipeline(spec: PipelineSpec, show_progress: bool = True) -> list[StageResult]:
-    """Run every configured stage in order and report each one."""
+def configured_stages(spec: PipelineSpec) -> list[str]:
+    """The stages this spec asks for, in run order."""
+    return [stage for stage in STAGE_ORDER if getattr(spec, stage) is not None]
+
+
+def run_stages(spec: PipelineSpec, run_stage: Callable[[str], dict[str, Any]]) -> list[StageResult]:
+    """Run each configured stage through ``run_stage`` (in process, or a Prefect subflow),
+    timing it and reporting it to the observer in context."""
+    observer = _OBSERVER.get()
     results = []
-    for stage in STAGE_ORDER:
-        if getattr(spec, stage) is None:
-            continue
+    for stage in configured_stages(spec):
+        if observer is not None:
+            observer.stage_started(stage)
         started = time.perf_counter()
-        summary = RUNNERS[stage](spec, show_progress)
+        try:
+            summary = run_stage(stage)
+        except BaseException as error:
+            if observer is not None:
+                observer.stage_failed(stage, time.perf_counter() - started, error)
+            raise
         status = "skipped (complete)" if summary.get("skipped") else "done"
         results.append(StageResult(stage, status, round(time.perf_counter() - started, 2), summary))
+        if observer is not None:
+            observer.stage_finished(results[-1])
     return results
+
+
+def run_pipeline(spec: PipelineSpec, show_progress: bool = True) -> list[StageResult]:
+    """Run every configured stage in order, in this process, and report each one."""
+    return run_stages(spec, lambda stage: RUNNERS[stage](spec, show_progress))
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP (a closed terminal) into KeyboardInterrupt while a run lasts,
+    so they unwind it like Ctrl-C. The embedded vLLM server runs in its own session and
+    would outlive a plain signal death, holding its port; unwinding runs the ``finally``
+    that stops it (and the exit hooks that stop Prefect's temporary server)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def scot(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scot_data", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "scot_data", *args], capture_output=True, text=True, cwd=cwd,
+                          check=False)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -124,3 +128,135 @@ def test_run_skips_complete_stage_and_reruns_on_change(coco_dir: Path, tmp_path:
     assert third["captions"].status == "done"
     captions = pq.read_table(tmp_path / "run/captions/captions.parquet").column("caption").to_pylist()
     assert "A bowl of pears." in captions and "A bowl of fruit." not in captions
+
+
+def coco_spec(tmp_path: Path, coco_dir: Path, out: str = "run", **sections: dict) -> Path:
+    """A spec over the coco fixture: captions, template triplets, and any extra sections."""
+    body = {
+        "name": "t",
+        "output_dir": str(tmp_path / out),
+        "captions": {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
+                     "images": str(coco_dir / "train2017")},
+        "triplets": {"backend": "template"},
+        **sections,
+    }  # fmt: skip
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def stage_rows(stdout: str) -> dict[str, str]:
+    """Stage -> status from the final table ``scot run`` prints."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if len(cells) == 4 and cells[0] in ("captions", "triplets", "encoder", "train", "evaluate"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_cli_run_local_prints_table_then_skips_everything(coco_dir: Path, tmp_path: Path) -> None:
+    spec = coco_spec(tmp_path, coco_dir)
+    first = scot("run", str(spec), "--engine", "local")
+    assert first.returncode == 0, first.stderr
+    assert stage_rows(first.stdout) == {"captions": "done", "triplets": "done"}, first.stdout
+    assert "rows 5" in first.stdout and "total " in first.stdout
+    assert first.stdout.count("pipeline t ->") == 1  # the live view is transient: one table, the final one
+    second = scot("run", str(spec), "--engine", "local", "--no-progress")
+    assert second.returncode == 0, second.stderr
+    assert stage_rows(second.stdout) == {"captions": "skipped (complete)", "triplets": "skipped (complete)"}
+
+
+def test_run_rejects_unknown_engine(coco_dir: Path, tmp_path: Path) -> None:
+    result = scot("run", str(coco_spec(tmp_path, coco_dir)), "--engine", "dask")
+    assert result.returncode == 2 and "dask" in result.stderr
+
+
+FAKE_VLLM = REPO / "tests/fake_vllm_server.py"
+
+
+def fake_vllm_venv(tmp_path: Path) -> Path:
+    """A 'venv' whose python runs the stand-in server for ``python -m vllm...`` (the module
+    arguments dropped), so a spec's ``serve:`` section starts it like the real one."""
+    venv = tmp_path / "fake-venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin/python"
+    python.write_text(f'#!/bin/sh\nshift 2\nexec {sys.executable} {FAKE_VLLM} "$@"\n')
+    python.chmod(0o755)
+    return venv
+
+
+def served_spec(tmp_path: Path, coco_dir: Path, startup_timeout: float) -> Path:
+    """A coco spec whose triplet stage starts the stand-in server on a free port."""
+    from scot_data.llm.server import free_port
+
+    port = free_port()
+    triplets = {"backend": "llm", "model": "fake", "endpoints": [f"http://127.0.0.1:{port}/v1"],
+                "serve": {"model": "fake", "port": port, "venv": str(fake_vllm_venv(tmp_path)),
+                          "startup_timeout": startup_timeout}}  # fmt: skip
+    return coco_spec(tmp_path, coco_dir, triplets=triplets)
+
+
+def leftovers(tmp_path: Path) -> list[int]:
+    """Live processes this test's run started that must not outlive it: stand-in servers,
+    their children and Prefect's temporary server (all inherit its ``SCOT_TEST_TAG``)."""
+    tag, marks = f"SCOT_TEST_TAG={tmp_path}".encode(), (str(FAKE_VLLM).encode(), b"time.sleep(600)", b"create_app")
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            environ, cmdline = (proc / "environ").read_bytes(), (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if any(mark in cmdline for mark in marks) and state != "Z" and tag in environ.split(b"\0"):
+            pids.append(int(proc.name))
+    return pids
+
+
+def run_in_background(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "SCOT_STATE_DIR": str(tmp_path / "state"), "FAKE_VLLM_MODE": "unhealthy",
+           "SCOT_TEST_TAG": str(tmp_path)}  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "scot_data", "run", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+
+def wait_for_server(tmp_path: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list((tmp_path / "state/llm").glob("vllm-*.json")):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the stand-in server never started")
+
+
+@pytest.mark.parametrize("engine", ["local", pytest.param("prefect", marks=pytest.mark.slow)])
+def test_failed_stage_stops_the_server_it_started(engine: str, coco_dir: Path, tmp_path: Path) -> None:
+    process = run_in_background(tmp_path, str(served_spec(tmp_path, coco_dir, startup_timeout=3)),
+                                "--engine", engine)  # fmt: skip
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and "not healthy after 3 s" in stderr, stderr
+    assert leftovers(tmp_path) == []
+    assert not list((tmp_path / "state/llm").glob("vllm-*.json"))
+
+
+@pytest.mark.parametrize(
+    ("engine", "signum"),
+    [("local", signal.SIGINT), ("local", signal.SIGTERM), ("local", signal.SIGHUP),
+     pytest.param("prefect", signal.SIGINT, marks=pytest.mark.slow)],
+)
+def test_interrupted_run_stops_the_server_it_started(engine: str, signum: int, coco_dir: Path,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    process = run_in_background(tmp_path, str(served_spec(tmp_path, coco_dir, startup_timeout=600)),
+                                "--engine", engine)  # fmt: skip
+    try:
+        wait_for_server(tmp_path, timeout=120)
+        if signum == signal.SIGINT:  # Ctrl-C at a terminal: the whole process group
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=300)  # generous: a loaded CI machine
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "interrupted" in stdout, stdout + stderr
+    assert leftovers(tmp_path) == [], stderr
+    assert not list((tmp_path / "state/llm").glob("vllm-*.json"))

@@ -27,6 +27,7 @@ from scot_data.evaluate.clipart import (
     normalise_name,
     plan_queries,
     training_names,
+    word_vocabulary,
 )
 
 FILLS = (
@@ -50,7 +51,9 @@ NAMES = (
 )  # fmt: skip
 TRAINING_ONLY = ("otter", "paper kite")  # also held out: must never be used
 SIZE = 224
-CFG = ClipartBenchConfig(queries_per_kind=6)
+# The fixture's names are test words, not all in the text tower's vocabulary (see
+# test_known_words_keep_names_the_text_tower_knows for that filter).
+CFG = ClipartBenchConfig(queries_per_kind=6, known_words=False)
 
 
 def _shape(
@@ -275,3 +278,14 @@ def test_missing_holdout_names_the_file(tmp_path: Path) -> None:
 def test_too_few_objects(captions_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ScotInputError, match=r"holdout\.parquet: 38 usable unseen objects, need at least 50"):
         build_clipart_benchmark(captions_dir, tmp_path, CFG.model_copy(update={"min_objects": 50}))
+
+
+def test_known_words_keep_names_the_text_tower_knows(tmp_path: Path) -> None:
+    vocabulary = word_vocabulary()
+    assert {"violin", "guitar", "umbrella"} <= vocabulary and not {"rpswb", "scolapasta"} & vocabulary
+    assert is_usable_name("garlic toast", 3, vocabulary) and not is_usable_name("kgoldrunner", 3, vocabulary)
+    captions_dir = make_captions_dir(tmp_path)
+    known = candidate_drawings(captions_dir / "holdout.parquet", set(TRAINING_ONLY), 3, vocabulary)
+    everything = candidate_drawings(captions_dir / "holdout.parquet", set(TRAINING_ONLY), 3)
+    assert set(known) < set(everything)
+    assert set(known) == {n for n in everything if all(w in vocabulary for w in n.split())}

@@ -14,15 +14,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from scot_data.cli import app
-from scot_data.combiner import Combiner, CombinerConfig, read_circo, read_cirr, read_fashioniq, save_combiner
+from scot_data.combiner import (
+    Combiner,
+    CombinerConfig,
+    load_combiner,
+    read_circo,
+    read_cirr,
+    read_fashioniq,
+    save_combiner,
+)
 from scot_data.combiner.benchmarks import score_circo, score_cirr, score_fashioniq
 from scot_data.combiner.model import compose_queries
 from scot_data.encoders import create_encoder
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.ablate import ablation_table, bootstrap_interval, load_ablation, run_ablation
 from scot_data.evaluate.evaluate import EvalConfig, evaluate
 from scot_data.evaluate.retriever import Retriever, faiss_available
 from scot_data.evaluate.search import search
@@ -222,3 +232,97 @@ def test_search_cli_and_api_over_a_cache(tiny_spec, tmp_path):
 
     missing = CliRunner().invoke(app, ["search", "--gallery", str(tmp_path), "--text", "x"])
     assert missing.exit_code == 2 and "not a finished embedding-cache directory" in missing.output
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    assert bootstrap_interval(np.ones(50), 200) == (100.0, 100.0)
+    hits = np.array([1.0, 0.0] * 100)
+    low, high = bootstrap_interval(hits, 1000)
+    assert low < 50.0 < high and high - low < 20.0
+
+
+def test_ablate_trains_each_variant_per_seed_and_scores_with_intervals(tiny_spec, tmp_path):
+    from scot_data.embed import EmbedConfig, embed_stage
+    from tests.test_embed import _write_captions, _write_triplets, caption_rows
+
+    rows = caption_rows(tmp_path / "src", 0, 16, tar_every=100)
+    captions = _write_captions(tmp_path / "captions", rows)
+    triplets = _write_triplets(tmp_path / "triplets", rows)
+    cfg = EmbedConfig(encoder=tiny_spec, device="cpu", num_workers=0)
+    embed_stage(cfg, captions, triplets, tmp_path / "emb", show_progress=False)
+    spec = tmp_path / "ablation.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "hard negative", "benchmark": str(cirr_layout(tmp_path / "bench")), "seeds": [0, 1], "bootstrap": 200,
+        "train": {"epochs": 2, "batch_size": 8, "device": "cpu", "val_fraction": 0.0},
+        "variants": [
+            {"label": "with", "embeddings": str(tmp_path / "emb"), "triplets": str(triplets)},
+            {"label": "without", "embeddings": str(tmp_path / "emb"), "triplets": str(triplets),
+             "train": {"loss": {"caption_hard_negative": False}}},
+        ],
+    }))  # fmt: skip
+    results = run_ablation(load_ablation(spec), tmp_path / "out", show_progress=False)
+    labels = [r["label"] for r in results["rows"]]
+    assert labels[:2] == ["with", "without"] and len(labels) == 5 and results["queries"] == 6
+    for row in results["rows"]:
+        for metric in ("R@1", "R@10", "R@50", "R_subset@1"):
+            low, high = row[metric]["ci95"]
+            assert low <= row[metric]["mean"] <= high
+    assert (
+        tmp_path / "out" / "without" / "seed-1" / "combiner.safetensors"
+    ).exists()  # the label as a folder
+    sum_row = next(r for r in results["rows"] if r["label"].startswith("sum"))
+    direct = score_cirr(
+        direct_scores(tiny_spec, read_cirr(tmp_path / "bench"), "sum"), read_cirr(tmp_path / "bench")
+    )
+    assert sum_row["R@1"]["mean"] == pytest.approx(direct["R@1"], abs=0.05)
+    assert ablation_table(results)["rows"][0][0] == "with"
+    again = run_ablation(load_ablation(spec), tmp_path / "out", show_progress=False)
+    assert again["rows"] == results["rows"]  # finished runs are reused, scores reproduce
+
+
+def test_a_training_folder_is_a_combiner_path(tmp_path):
+    save_combiner(tmp_path / "combiner.safetensors", Combiner(32).eval(), CombinerConfig())
+    assert load_combiner(tmp_path).dim == 32
+
+
+def test_target_captions_give_the_ceiling_row(tiny_spec, tmp_path):
+    root = cirr_layout(tmp_path / "cirr")
+    records = json.loads((root / "captions" / "cap.rc2.val.json").read_text())
+    for r in records:
+        r["target_caption"] = f"picture {r['target_hard']}"
+    _json(root / "captions" / "cap.rc2.val.json", records)
+    cfg = EvalConfig(benchmark="clipart", data=root, encoder=tiny_spec, device="cpu", num_workers=0)
+    results = evaluate(cfg, tmp_path / "out", show_progress=False)
+    bench = read_cirr(root)
+    encoder = create_encoder(tiny_spec, device="cpu")
+    gallery = (
+        encoder.encode_images(
+            torch.stack([encoder.image_transform(Image.open(p)) for p in bench.gallery.values()])
+        )
+        .half()
+        .float()
+    )
+    captions = encoder.encode_texts([q.target_caption for q in bench.queries]).half().float()
+    expected = score_cirr((captions @ gallery.T).numpy(), bench)
+    assert results["metrics"]["clipart"]["target_caption"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_encoder_recall_on_a_caption_table(tiny_spec, tmp_path):
+    from scot_data.encoders.recall import text_to_image_recall
+    from tests.test_embed import _write_captions, caption_rows
+
+    rows = caption_rows(tmp_path / "src", 1, 12, tar_every=100)
+    table = _write_captions(tmp_path / "captions", rows) / "captions.parquet"
+    report = text_to_image_recall(table, tiny_spec, show_progress=False)
+    assert report.captions == report.images == 12 and report.chance["R@10"] == pytest.approx(
+        10 / 12, abs=1e-4
+    )
+    encoder = create_encoder(tiny_spec)
+    gallery = encoder.encode_images(
+        torch.stack([encoder.image_transform(Image.open(r["image_uri"])) for r in rows])
+    )
+    scores = encoder.encode_texts([r["caption"] for r in rows]) @ gallery.T
+    own = scores.diagonal()[:, None]
+    expected = ((scores > own).sum(dim=1) < 5).float().mean().item()
+    assert report.recall["R@5"] == pytest.approx(expected, abs=1e-4)
+    assert report.recall["R@1"] <= report.recall["R@5"] <= report.recall["R@10"]

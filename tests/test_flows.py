@@ -52,9 +52,9 @@ def test_pipeline_flow_runs_spec(prefect_harness, coco_dir: Path, tmp_path: Path
             }
         )
     )
-    result = pipeline_flow(str(spec))
-    assert result["captions"]["rows"] == 5
-    assert result["evaluate"] == {"metrics": {}, "reports": []}
+    result = {r.stage: r for r in pipeline_flow(str(spec))}
+    assert result["captions"].status == "done" and result["captions"].summary["rows"] == 5
+    assert result["evaluate"].summary == {"metrics": {}, "reports": []}
     assert pq.read_metadata(tmp_path / "run/captions/captions.parquet").num_rows == 5
 
 
@@ -143,3 +143,21 @@ def test_embed_watch_embeds_new_triplet_dirs_once(prefect_harness, tiny_spec, tm
     (tmp_path / "captions/orphan/manifest.json").write_text('{"stage": "captions"}')  # but no captions table
     with pytest.raises(RuntimeError, match="1 directories failed"):
         embed_watch_flow(*roots, config)
+
+
+def test_scot_run_prefect_matches_local_then_skips(coco_dir: Path, tmp_path: Path) -> None:
+    from tests.test_cli_and_spec import coco_spec, scot, stage_rows
+
+    local = scot("run", str(coco_spec(tmp_path, coco_dir, "local")), "--engine", "local", "--no-progress")
+    assert local.returncode == 0, local.stderr
+    spec = coco_spec(tmp_path, coco_dir, "prefect")
+    first = scot("run", str(spec))  # the default engine
+    assert first.returncode == 0, first.stderr
+    assert stage_rows(first.stdout) == {"captions": "done", "triplets": "done"}, first.stdout
+    assert "(prefect)" in first.stdout and "total " in first.stdout
+    assert "INFO" not in first.stdout + first.stderr  # Prefect's console logs held to warnings
+    for table in ("captions/captions.parquet", "triplets/triplets.parquet"):
+        assert pq.read_table(tmp_path / "prefect" / table).equals(pq.read_table(tmp_path / "local" / table))
+    second = scot("run", str(spec))
+    assert second.returncode == 0, second.stderr
+    assert stage_rows(second.stdout) == {"captions": "skipped (complete)", "triplets": "skipped (complete)"}

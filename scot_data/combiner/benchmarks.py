@@ -47,6 +47,7 @@ class Query:
     targets: tuple[str, ...]
     members: tuple[str, ...] = ()  # CIRR's img_set.members
     kind: str | None = None  # the edit kind, where a benchmark labels it (the clip-art set does)
+    target_caption: str | None = None  # the target described, where known (the clip-art set): a ceiling
 
 
 @dataclass
@@ -117,7 +118,7 @@ def read_cirr(root: str | Path, split: str = "val", image_root: str | Path | Non
     queries = [
         Query(str(r["pairid"]), r["reference"], r["caption"],
               (r["target_hard"],) if r.get("target_hard") else (), tuple(r["img_set"]["members"]),
-              r.get("edit_kind"))
+              r.get("edit_kind"), r.get("target_caption"))
         for r in records
     ]  # fmt: skip
     return Benchmark("cirr", split, queries, {name: base / rel for name, rel in paths.items()}, sources)

@@ -27,6 +27,7 @@ CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+FINAL_FILE = "combiner.safetensors"  # save_combiner's file in a training output folder
 COMBINER_PREFIX = "combiner."
 
 
@@ -104,10 +105,12 @@ def save_combiner(path: Path, combiner: Combiner, cfg: CombinerConfig) -> None:
 
 
 def load_combiner(path: str | Path, device: str | torch.device = "cpu") -> Combiner:
-    """A Combiner from ``save_combiner``'s file or from a checkpoint's ``model.safetensors``."""
+    """A Combiner from ``save_combiner``'s file, a training output folder holding it, or a
+    checkpoint folder (its ``model.safetensors``)."""
     path = Path(path)
     if path.is_dir():
-        path = path / MODEL_FILE
+        final = path / FINAL_FILE  # a training output folder; else a checkpoint folder
+        path = final if final.exists() else path / MODEL_FILE
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     tensors = load_file(str(path), device=str(device))

@@ -33,6 +33,7 @@ from scot_data import ids
 from scot_data.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from scot_data.combiner.checkpoint import (
     CHECKPOINTS_DIR,
+    FINAL_FILE,
     STATE_FILE,
     latest_checkpoint,
     load_checkpoint,
@@ -56,7 +57,7 @@ from scot_data.manifest import (
 STAGE = "combiner"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
-COMBINER_FILE = "combiner.safetensors"
+COMBINER_FILE = FINAL_FILE
 # Options that change where or how fast training runs, never what it computes.
 RUNTIME_ONLY_OPTIONS = {"device", "checkpoint_every", "cpu_threads"}
 RNG_NOTE = "batch order from (seed, epoch), dropout from (seed, step): the step is the RNG state"

@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Literal
@@ -138,6 +139,7 @@ class ClipartBenchConfig(BaseModel):
     seed: int = Field(0, description="seed of the object choice, the queries and the member order")
     kinds: tuple[EditKind, ...] = Field(KINDS, min_length=1, description="edit kinds to build")
     max_name_words: int = Field(3, ge=1, description="longest object name used, in words")
+    known_words: bool = Field(True, description="only names whose words the text tower's vocabulary holds")
     min_objects: int = Field(
         30, ge=OBJECTS_PER_QUERY, description="fewest usable unseen objects the build accepts"
     )
@@ -246,11 +248,25 @@ def normalise_name(caption: str) -> str:
     return _LEADING_ARTICLE.sub("", _SPACES.sub(" ", head.lower()).strip())
 
 
-def is_usable_name(name: str, max_words: int) -> bool:
-    """1..max_words alphabetic words, not plural-looking (the texts put "a"/"the" before it)."""
+def is_usable_name(name: str, max_words: int, vocabulary: frozenset[str] | None = None) -> bool:
+    """1..max_words alphabetic words, not plural-looking (the texts put "a"/"the" before it),
+    and, given a ``vocabulary``, every word of at least three letters found in it."""
     if not _NAME.fullmatch(name) or len(name.split()) > max_words:
         return False
+    if vocabulary is not None and not all(len(w) >= 3 and w in vocabulary for w in name.split()):
+        return False
     return not (name.endswith("s") and not name.endswith(_SINGULAR_S_ENDINGS))
+
+
+@lru_cache(maxsize=1)
+def word_vocabulary() -> frozenset[str]:
+    """Whole words of the MiniLM tokenizer (30k word pieces, English): a name made of them is
+    one the text tower knows, unlike file-name debris ("kgoldrunner", "rpswb") or Italian
+    titles ("scolapasta e pentola") that openclipart has many of."""
+    from scot_data.encoders.package_data import minilm_dir
+
+    words = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").split()
+    return frozenset(w for w in words if w.isalpha() and w.islower())
 
 
 def article(phrase: str) -> str:
@@ -278,13 +294,13 @@ def training_names(captions_file: Path) -> set[str]:
 
 
 def candidate_drawings(
-    holdout_file: Path, excluded: set[str], max_words: int
+    holdout_file: Path, excluded: set[str], max_words: int, vocabulary: frozenset[str] | None = None
 ) -> dict[str, list[ClipartObject]]:
     """Held-out drawings per usable unseen name (one entry per distinct image)."""
     candidates: dict[str, dict[str, ClipartObject]] = {}
     for row in _read_rows(holdout_file):
         name = normalise_name(row["caption"])
-        if name in excluded or not is_usable_name(name, max_words):
+        if name in excluded or not is_usable_name(name, max_words, vocabulary):
             continue
         candidates.setdefault(name, {})[row["image_id"]] = ClipartObject(
             name, row["image_id"], row["image_uri"]
@@ -509,8 +525,19 @@ def cirr_records(queries: list[PlannedQuery], cfg: ClipartBenchConfig) -> list[d
             "img_set": {"id": pairid, "members": members,
                         "reference_rank": members.index(reference), "target_rank": members.index(target)},
             "edit_kind": query.kind,
+            "target_caption": scene_caption(query.target),
         })  # fmt: skip
     return records
+
+
+def scene_caption(scene: Scene) -> str:
+    """A compositional caption: objects left to right with their tint, then the background.
+
+    Scene training captions use it, and each benchmark query records its target's: that
+    text used as the query measures the encoder's ceiling on the benchmark.
+    """
+    things = " and ".join(article(f"{p.tint} {p.obj.name}" if p.tint else p.obj.name) for p in scene.items)
+    return f"{things} on {article(scene.background)} background" if scene.background else things
 
 
 def gallery_scenes(queries: Iterable[PlannedQuery], cfg: ClipartBenchConfig) -> dict[str, Scene]:
@@ -567,7 +594,8 @@ def build_clipart_benchmark(
     summary = ClipartBenchSummary(out_dir=str(out))
 
     excluded = training_names(captions / CAPTIONS_FILE)
-    drawings = candidate_drawings(captions / HOLDOUT_FILE, excluded, cfg.max_name_words)
+    vocabulary = word_vocabulary() if cfg.known_words else None
+    drawings = candidate_drawings(captions / HOLDOUT_FILE, excluded, cfg.max_name_words, vocabulary)
     with Progress(disable=not show_progress) as progress:
         objects, cutouts = select_objects(drawings, cfg.seed, progress)
         if len(objects) < cfg.min_objects:

@@ -34,6 +34,7 @@ class BenchmarkEmbeddings:
     references: np.ndarray  # (Q, dim)
     texts: np.ndarray  # (Q, dim)
     summary: EmbedSummary
+    target_texts: np.ndarray | None = None  # (Q, dim) the targets' captions, when every query has one
 
 
 def cache_dir(root: Path, bench: Benchmark) -> Path:
@@ -59,8 +60,14 @@ def _images(bench: Benchmark) -> list[ImageItem]:
     return [ImageItem(name, str(path), row) for row, (name, path) in enumerate(paths.items())]
 
 
+def _target_captions(bench: Benchmark) -> list[str] | None:
+    captions = [q.target_caption for q in bench.queries]
+    return None if not captions or None in captions else captions  # type: ignore[return-value]
+
+
 def _texts(bench: Benchmark) -> list[tuple[str, str]]:
     texts = {text_id(q.text): q.text for q in bench.queries}
+    texts.update({text_id(c): c for c in _target_captions(bench) or []})
     return list(texts.items())
 
 
@@ -88,9 +95,14 @@ def embed_benchmark(
     reference_rows = _rows(images.ids, [q.reference for q in bench.queries], "reference images", cache)
     text_rows = _rows(texts.ids, [text_id(q.text) for q in bench.queries], "query texts", cache)
     matrix = images.matrix.astype(np.float32)
+    captions = _target_captions(bench)
+    target_rows = (
+        _rows(texts.ids, [text_id(c) for c in captions], "target captions", cache) if captions else None
+    )
     return BenchmarkEmbeddings(
         gallery=matrix[image_rows],
         references=matrix[reference_rows],
         texts=texts.matrix[text_rows].astype(np.float32),
         summary=summary,
+        target_texts=None if target_rows is None else texts.matrix[target_rows].astype(np.float32),
     )
