@@ -217,7 +217,14 @@ def run_in_background(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "SCOT_STATE_DIR": str(tmp_path / "state"), "FAKE_VLLM_MODE": "unhealthy",
            "SCOT_TEST_TAG": str(tmp_path)}  # fmt: skip
     return subprocess.Popen([sys.executable, "-m", "scot_data", "run", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_interactive_signals)  # fmt: skip
+
+
+def _interactive_signals() -> None:
+    """The child starts as from a terminal: a shell runs background jobs (``cmd &``, as CI
+    scripts may run pytest) with SIGINT ignored, and an ignored SIGINT is inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_server(tmp_path: Path, timeout: float = 60.0) -> None:
