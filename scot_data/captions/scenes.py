@@ -62,11 +62,10 @@ from scot_data.manifest import (
     stage_fingerprint,
     write_manifest,
 )
-from scot_data.triplets.records import TRIPLETS_SCHEMA
+from scot_data.triplets.records import TRIPLETS_FILE, TRIPLETS_SCHEMA
 
 SOURCE = "openclipart-scenes"
 TEMPLATE_VERSION = "scene-template-v1"
-TRIPLETS_FILE = "triplets.parquet"
 # Training phrasings, deliberately not the benchmark's (scot_data.evaluate.clipart.PHRASINGS).
 TRAIN_PHRASINGS: dict[EditKind, tuple[str, ...]] = {
     "replace": ("{a_c} in place of the {b}", "the {b} becomes {a_c}", "instead of the {b}, show {a_c}"),

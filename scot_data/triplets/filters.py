@@ -53,14 +53,18 @@ from scot_data.manifest import (
 )
 from scot_data.triplets.config import DEFAULT_PROMPT
 from scot_data.triplets.prompts import PromptTemplate, load_prompt
-from scot_data.triplets.records import REJECTS_SCHEMA, TripletReject, to_table
+from scot_data.triplets.records import (
+    PARQUET_OPTIONS,
+    REJECTS_FILE,
+    REJECTS_SCHEMA,
+    STAGE,
+    STATS_FILE,
+    TRIPLETS_FILE,
+    TripletReject,
+    to_table,
+)
 from scot_data.triplets.validate import normalise
 
-STAGE = "triplets"
-TRIPLETS_FILE = "triplets.parquet"
-REJECTS_FILE = "rejects.parquet"
-STATS_FILE = "stats.json"
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 FILTERS = ("few_shot_copy", "repetition", "edit_words", "similarity_band")
 
 # Words that carry no edit: function words, the instruction's own verbs, positions (an

@@ -41,7 +41,12 @@ from scot_data.triplets.client import ChatClient, RequestFailed, RequestRefused
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.prompts import PromptTemplate, load_prompt
 from scot_data.triplets.records import (
+    PARQUET_OPTIONS,
+    REJECTS_FILE,
     REJECTS_SCHEMA,
+    STAGE,
+    STATS_FILE,
+    TRIPLETS_FILE,
     TRIPLETS_SCHEMA,
     CaptionIn,
     Triplet,
@@ -51,12 +56,7 @@ from scot_data.triplets.records import (
 from scot_data.triplets.template import TEMPLATE_VERSION, corpus_objects, template_edit
 from scot_data.triplets.validate import AnswerRejected, check_answer, edit_label, normalise, parse_answer
 
-STAGE = "triplets"
 PARTS_DIR = "parts"
-TRIPLETS_FILE = "triplets.parquet"
-REJECTS_FILE = "rejects.parquet"
-STATS_FILE = "stats.json"
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 # Options that change speed or robustness, never the answers.
 RUNTIME_ONLY_OPTIONS = {"endpoints", "serve", "concurrency", "timeout", "max_attempts", "retry_backoff", "batch_size"}
 

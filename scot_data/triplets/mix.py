@@ -36,13 +36,16 @@ from scot_data.manifest import (
     stage_fingerprint,
     write_manifest,
 )
-from scot_data.triplets.records import REJECTS_SCHEMA, TRIPLETS_SCHEMA, to_table
-
-STAGE = "triplets"
-TRIPLETS_FILE = "triplets.parquet"
-REJECTS_FILE = "rejects.parquet"
-STATS_FILE = "stats.json"
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
+from scot_data.triplets.records import (
+    PARQUET_OPTIONS,
+    REJECTS_FILE,
+    REJECTS_SCHEMA,
+    STAGE,
+    STATS_FILE,
+    TRIPLETS_FILE,
+    TRIPLETS_SCHEMA,
+    to_table,
+)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -51,3 +52,11 @@ REJECTS_SCHEMA = pa.schema([(name, pa.string()) for name in TripletReject.__data
 def to_table(records: list, schema: pa.Schema) -> pa.Table:
     """Dataclass records as an Arrow table with ``schema``."""
     return pa.table({name: [getattr(r, name) for r in records] for name in schema.names}, schema=schema)
+
+
+# The triplet stage's directory: every writer of one (generate, filter, mix) uses these.
+STAGE = "triplets"
+TRIPLETS_FILE = "triplets.parquet"
+REJECTS_FILE = "rejects.parquet"
+STATS_FILE = "stats.json"
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
