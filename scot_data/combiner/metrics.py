@@ -45,6 +45,21 @@ def recall_at_k(
     return {k: float(100.0 * (ranks < k).mean()) for k in ks}
 
 
+def subset_target_ranks(
+    scores: np.ndarray,
+    targets: Sequence[int],
+    subsets: Sequence[Sequence[int]],
+    references: Sequence[int],
+) -> np.ndarray:
+    """0-based rank of each target among its query's members, the reference removed (CIRR)."""
+    ranks = []
+    for row, target, members, reference in zip(scores, targets, subsets, references):
+        candidates = [m for m in dict.fromkeys(members) if m != reference]
+        order = ranking(row[candidates][None, :])[0]
+        ranks.append(int(np.flatnonzero(np.asarray(candidates)[order] == target)[0]))
+    return np.asarray(ranks)
+
+
 def subset_recall_at_k(
     scores: np.ndarray,
     targets: Sequence[int],
@@ -53,13 +68,8 @@ def subset_recall_at_k(
     ks: Sequence[int] = (1, 2, 3),
 ) -> dict[int, float]:
     """CIRR R_subset@K: the target ranked only among its query's members, reference removed."""
-    ranks = []
-    for row, target, members, reference in zip(scores, targets, subsets, references):
-        candidates = [m for m in dict.fromkeys(members) if m != reference]
-        order = ranking(row[candidates][None, :])[0]
-        ranks.append(int(np.flatnonzero(np.asarray(candidates)[order] == target)[0]))
-    ranks_array = np.asarray(ranks)
-    return {k: float(100.0 * (ranks_array < k).mean()) for k in ks}
+    ranks = subset_target_ranks(scores, targets, subsets, references)
+    return {k: float(100.0 * (ranks < k).mean()) for k in ks}
 
 
 def average_precision_at_k(ranked: Sequence[int], relevant: set[int], k: int) -> float:

@@ -62,13 +62,16 @@ def text_to_image_recall(
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task("images", total=len(images))
         for start in range(0, len(images), batch_size):
-            batch = torch.stack([_pixels(encoder, image_id, uri) for image_id, uri in images[start : start + batch_size]])
+            batch = torch.stack(
+                [_pixels(encoder, image_id, uri) for image_id, uri in images[start : start + batch_size]]
+            )
             vectors.append(encoder.encode_images(batch))
             progress.advance(task, len(batch))
     gallery = torch.cat(vectors)
     texts = encoder.encode_texts([r["caption"] for r in rows])
     targets = torch.tensor([column[r["image_id"]] for r in rows])
-    ranks = ((texts @ gallery.T) > (texts @ gallery.T).gather(1, targets[:, None])).sum(dim=1)
+    scores = texts @ gallery.T
+    ranks = (scores > scores.gather(1, targets[:, None])).sum(dim=1)
     return RecallReport(
         encoder=encoder_spec,
         table=str(path),

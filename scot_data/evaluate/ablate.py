@@ -24,7 +24,7 @@ from scot_data import ids
 from scot_data.atomic import atomic_write_json
 from scot_data.combiner.benchmarks import Benchmark
 from scot_data.combiner.checkpoint import load_combiner
-from scot_data.combiner.metrics import exclude_columns, target_ranks
+from scot_data.combiner.metrics import exclude_columns, subset_target_ranks, target_ranks
 from scot_data.combiner.train import COMBINER_FILE, TrainConfig, train_combiner
 from scot_data.embed.config import EmbedConfig
 from scot_data.errors import ScotInputError
@@ -81,11 +81,8 @@ def query_hits(bench: Benchmark, scores: np.ndarray) -> dict[str, np.ndarray]:
     targets = bench.columns([q.targets[0] for q in bench.queries])
     ranks = target_ranks(exclude_columns(scores, references), targets)
     hits = {f"R@{k}": (ranks < k).astype(float) for k in RECALL_KS}
-    subset_hits = []
-    for row, target, query, reference in zip(scores, targets, bench.queries, references):
-        members = [c for c in dict.fromkeys(bench.columns(list(query.members))) if c != reference]
-        subset_hits.append(float(members[int(np.argmax(row[members]))] == target))
-    hits["R_subset@1"] = np.asarray(subset_hits)
+    subsets = [bench.columns(list(q.members)) for q in bench.queries]
+    hits["R_subset@1"] = (subset_target_ranks(scores, targets, subsets, references) < 1).astype(float)
     return hits
 
 

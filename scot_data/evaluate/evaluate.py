@@ -125,14 +125,14 @@ def score_methods(
     """(Q, G) cosine scores of each method, and the Combiner's lambda per query."""
     image, text = torch.from_numpy(embedded.references), torch.from_numpy(embedded.texts)
     gallery = torch.from_numpy(embedded.gallery)
-    methods = list(BASELINES) + (["combiner"] if combiner is not None else [])
-    scores = {m: (compose_queries(m, image, text, combiner) @ gallery.T).numpy() for m in methods}
+    scores = {m: (compose_queries(m, image, text) @ gallery.T).numpy() for m in BASELINES}
+    lambdas = None
+    if combiner is not None:  # one forward gives both the queries and their lambdas
+        with torch.no_grad():
+            output = combiner.eval()(image, text)
+        scores["combiner"], lambdas = (output.query @ gallery.T).numpy(), output.lam.numpy()
     if embedded.target_texts is not None:
         scores[CEILING] = (torch.from_numpy(embedded.target_texts) @ gallery.T).numpy()
-    lambdas = None
-    if combiner is not None:
-        with torch.no_grad():
-            lambdas = combiner(image, text).lam.numpy()
     return scores, lambdas
 
 
