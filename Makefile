@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test test-fast bench clean-demo
+.PHONY: setup demo test test-fast bench ablate clean-demo
 
 setup:
 	bash scripts/setup.sh
@@ -20,6 +20,12 @@ test: setup
 ## Everything but the tests marked slow.
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"
+
+## Issue 7's ablations after `make demo`: every training set (scripts/ablation_data.sh), then
+## every variant x 3 seeds on the clip-art benchmark (ablation.json + report.html).
+ablate: setup
+	SCOT=$(VENV)/bin/scot bash scripts/ablation_data.sh
+	$(VENV)/bin/scot ablate pipelines/ablations/clipart.yaml --out shards/demo/ablations/clipart
 
 ## Every benchmark at modest sizes (~5 minutes on 2 cores), one table of ratios (BENCHMARKS.md).
 bench: setup

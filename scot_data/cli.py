@@ -148,14 +148,22 @@ def captions_ingest(
 def captions_scenes(
     captions: Path = typer.Option(..., "--captions", help="a finished clip-art caption directory (training objects)"),
     out: Path = typer.Option(..., "--out", help="writes OUT/captions and OUT/triplets"),
-    count: int = typer.Option(4000, "--count", help="reference scenes, one template triplet each"),
+    count: int = typer.Option(4000, "--count", help="reference scenes"),
+    edits_per_scene: int = typer.Option(1, "--edits-per-scene", help="template triplets per scene"),
+    render_targets: bool = typer.Option(
+        False, "--render-targets", help="render target scenes too (a control)"
+    ),
     seed: int = typer.Option(0, "--seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Compose training clip-art objects into captioned scenes, with one scene edit each."""
+    """Compose training clip-art objects into captioned scenes, with template edits of each."""
     from scot_data.captions.scenes import ScenesConfig, build_scenes
 
-    summary = build_scenes(captions, out, ScenesConfig(count=count, seed=seed), show_progress=progress)
+    config = _validated(
+        TypeAdapter(ScenesConfig),
+        {"count": count, "edits_per_scene": edits_per_scene, "render_targets": render_targets, "seed": seed},
+    )
+    summary = build_scenes(captions, out, config, show_progress=progress)
     print_summary(f"scenes -> {out}", asdict(summary))
 
 
@@ -275,7 +283,9 @@ def llm_status() -> None:
 @encoder_app.command("fit-lit")
 @reports_input_errors
 def encoder_fit_lit(
-    captions: Path = typer.Option(..., "--captions", help="a finished caption-stage directory or a Parquet table"),
+    captions: list[Path] = typer.Option(
+        ..., "--captions", help="a finished caption-stage directory or a Parquet table (repeat: fit on all)"
+    ),
     out: Path = typer.Option(..., "--out", help="output directory for heads, model card and manifest"),
     seed: int = typer.Option(0, "--seed"),
     held_out_fraction: float = typer.Option(0.2, "--held-out-fraction"),
@@ -339,6 +349,9 @@ def embed_command(
     shard_max_bytes: int = typer.Option(512 * 1024 * 1024, "--shard-max-bytes"),
     block_rows: int = typer.Option(1024, "--block-rows", help="embeddings per WebDataset sample"),
     seed: int = typer.Option(0, "--seed", help="seed of any random init"),
+    reuse: Optional[list[Path]] = typer.Option(
+        None, "--reuse", help="another embeddings output whose rows by the same encoder are adopted (repeat)"
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed every distinct image and text once: Parquet + WebDataset shards + manifest."""
@@ -347,7 +360,7 @@ def embed_command(
         num_workers=workers, shard_max_rows=shard_max_rows, shard_max_bytes=shard_max_bytes,
         block_rows=block_rows, seed=seed,
     )  # fmt: skip
-    summary = embed_stage(cfg, captions, triplets, out, show_progress=progress)
+    summary = embed_stage(cfg, captions, triplets, out, show_progress=progress, reuse=reuse or ())
     typer.echo(json.dumps(asdict(summary), indent=2))
 
 
@@ -388,7 +401,9 @@ def train_command(
     lr: float = typer.Option(2e-4, "--lr"),
     seed: int = typer.Option(0, "--seed"),
     max_triplets: Optional[int] = typer.Option(None, "--max-triplets", help="training-set size ablation"),
-    target: str = typer.Option("text", "--target", help="text (T_u) | image (nearest cache image to T_u)"),
+    target: str = typer.Option(
+        "text", "--target", help="text (T_u) | image (nearest cache image to T_u) | rendered (target_image_id)"
+    ),
     hard_negative: bool = typer.Option(True, "--caption-hard-negative/--no-caption-hard-negative"),
     device: str = typer.Option("auto", "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -460,20 +475,31 @@ def ablate_command(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train each variant over the seeds, score it on the benchmark, print mean [95% CI]."""
-    from scot_data.evaluate.ablate import ablation_table, load_ablation, run_ablation
+    from scot_data.atomic import atomic_write_bytes
+    from scot_data.evaluate.ablate import (
+        MARKDOWN_FILE,
+        ablation_table,
+        kind_table,
+        load_ablation,
+        markdown,
+        run_ablation,
+    )
     from scot_data.evaluate.report import write_report
 
     cfg = load_ablation(spec)
-    table = ablation_table(run_ablation(cfg, out, show_progress=progress))
-    shown = Table(title=table["title"], caption=table["note"])
-    for column in table["columns"]:
-        shown.add_column(column)
-    for row in table["rows"]:
-        shown.add_row(*map(str, row))
-    console.print(shown)
+    results = run_ablation(cfg, out, show_progress=progress)
+    tables = [t for t in (ablation_table(results), kind_table(results)) if t is not None]
+    for table in tables:
+        shown = Table(title=table["title"], caption=table["note"])
+        for column in table["columns"]:
+            shown.add_column(column)
+        for row in table["rows"]:
+            shown.add_row(*map(str, row))
+        console.print(shown)
     report = {"benchmark": "clipart", "split": cfg.split, "encoder": "see the rows", "combiner": None,
-              "methods": [], "metrics": {}, "queries": [], "tables": [table]}  # fmt: skip
-    typer.echo(f"report: {write_report(report, out)}")
+              "methods": [], "metrics": {}, "queries": [], "tables": tables}  # fmt: skip
+    atomic_write_bytes(out / MARKDOWN_FILE, markdown(tables).encode("utf-8"))
+    typer.echo(f"report: {write_report(report, out)}; markdown: {out / MARKDOWN_FILE}")
 
 
 @app.command("search")
@@ -533,6 +559,23 @@ def bench_build_clipart(
     cfg = _validated(TypeAdapter(ClipartBenchConfig), {"queries_per_kind": queries_per_kind, "seed": seed})
     summary = build_clipart_benchmark(captions, out, cfg, show_progress=progress)
     print_summary(f"clip-art benchmark -> {out}", asdict(summary))
+
+
+@bench_app.command("captions")
+@reports_input_errors
+def bench_captions(
+    data: Path = typer.Option(..., "--data", help="a clip-art benchmark folder"),
+    out: Path = typer.Option(..., "--out", help="the caption table to write (Parquet)"),
+    split: str = typer.Option("val", "--split"),
+) -> None:
+    """The benchmark's target scenes with their captions, as a caption table (held-out scenes
+    for `scot encoder recall`)."""
+    from scot_data.atomic import atomic_write_parquet
+    from scot_data.evaluate.clipart import target_caption_table
+
+    table = target_caption_table(data, split)
+    atomic_write_parquet(out, table)
+    typer.echo(f"{table.num_rows} target scenes -> {out}")
 
 
 class Engine(str, Enum):

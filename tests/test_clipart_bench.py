@@ -289,3 +289,16 @@ def test_known_words_keep_names_the_text_tower_knows(tmp_path: Path) -> None:
     everything = candidate_drawings(captions_dir / "holdout.parquet", set(TRAINING_ONLY), 3)
     assert set(known) < set(everything)
     assert set(known) == {n for n in everything if all(w in vocabulary for w in n.split())}
+
+
+def test_target_caption_table_lists_each_target_scene_once(built: Path, tmp_path: Path) -> None:
+    from scot_data.evaluate.clipart import target_caption_table
+
+    records = _records(built)
+    table = target_caption_table(built).to_pylist()
+    assert [r["image_id"] for r in table] == list(dict.fromkeys(r["target_hard"] for r in records))
+    caption_of = {r["target_hard"]: r["target_caption"] for r in records}
+    for row in table:
+        assert row["caption"] == caption_of[row["image_id"]] and Path(row["image_uri"]).is_file()
+    with pytest.raises(ScotInputError, match=r"rc2\.test\.json: missing"):
+        target_caption_table(built, "test")

@@ -39,8 +39,10 @@ from scot_data.combiner.metrics import (
     subset_recall_at_k,
 )
 from scot_data.combiner.synthetic import write_synthetic_cache
-from scot_data.combiner.train import nearest_images, read_metrics
+from scot_data.combiner.train import make_split, nearest_images, read_metrics
+from scot_data.embed.view import load_embeddings, load_training_view
 from scot_data.errors import ScotInputError
+from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -193,6 +195,41 @@ def test_max_triplets_trims_train_only_and_image_target_runs(cache, tmp_path):
                              show_progress=False)  # fmt: skip
     assert trimmed.triplets_train == 200 and trimmed.triplets_val == full.triplets_val
     assert 0.0 <= trimmed.val_recall_at_1 <= 1.0
+
+
+def _with_target_images(triplets: Path, out: Path, shift: int) -> tuple[Path, list[str]]:
+    """A copy of ``triplets`` whose rows name a target image: the image ``shift`` rows on, and
+    one absent id (that triplet must be dropped)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(triplets, out)
+    table = pq.read_table(out / "triplets.parquet")
+    order = sorted(set(table.column("image_id").to_pylist()))
+    targets = [order[(order.index(i) + shift) % len(order)] for i in table.column("image_id").to_pylist()]
+    targets[0] = "no-such-image"
+    pq.write_table(table.append_column(TARGET_IMAGE_COLUMN, pa.array(targets)), out / "triplets.parquet")
+    return out, targets
+
+
+def test_rendered_targets_train_towards_the_named_image(cache, tmp_path):
+    embeddings, triplets = cache
+    with_targets, targets = _with_target_images(triplets, tmp_path / "triplets", shift=1)
+    view = load_training_view(embeddings, with_targets)
+    assert view.dropped == {"target_image_missing_or_rejected": 1} and len(view) == len(targets) - 1
+    image_ids = load_embeddings(embeddings, "images").ids.to_pylist()
+    assert [image_ids[r] for r in view.target_v_index] == targets[1:]
+    images, texts = torch.from_numpy(view.images.astype(np.float32)), torch.from_numpy(view.texts.astype(np.float32))
+    split = make_split(view, np.arange(len(view)), images, texts, "rendered")
+    assert torch.equal(split.target_bank, images)
+    assert torch.equal(split.batch(torch.arange(3))[2], images[torch.from_numpy(view.target_v_index[:3])])
+    summary = train_combiner(small_cfg(epochs=1, target="rendered"), embeddings, with_targets, tmp_path / "r",
+                             show_progress=False)  # fmt: skip
+    assert summary.dropped == {"target_image_missing_or_rejected": 1} and 0.0 <= summary.val_recall_at_1 <= 1.0
+    with pytest.raises(ScotInputError, match="target_image_id"):
+        train_combiner(small_cfg(epochs=1, target="rendered"), *cache, tmp_path / "no", show_progress=False)
 
 
 def test_nearest_image_never_the_reference():

@@ -256,6 +256,22 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tiny_spec, inputs, t
     assert verify(out) == []
 
 
+def test_reuse_adopts_another_outputs_rows_and_embeds_only_the_new(tiny_spec, tmp_path):
+    """A second training set over the same images: its cache adopts the first's parts."""
+    rows = caption_rows(tmp_path / "src", 0, 12)
+    captions = _write_captions(tmp_path / "captions", rows)
+    first_out, second_out = tmp_path / "first", tmp_path / "second"
+    embed_stage(make_cfg(tiny_spec), captions, _write_triplets(tmp_path / "t1", rows), first_out, show_progress=False)
+    other = _write_triplets(tmp_path / "t2", rows[:6], modification="make it green")
+    second = embed_stage(make_cfg(tiny_spec), captions, other, second_out, show_progress=False, reuse=[first_out])
+    assert second.images_embedded == 0 and second.images == 12
+    assert second.texts_embedded == 1  # "make it green": every other text is the first set's
+    assert verify(second_out) == [] and verify(first_out) == []
+    fresh = embed_stage(make_cfg(tiny_spec), captions, other, tmp_path / "fresh", show_progress=False)
+    reused_view, fresh_view = load_training_view(second_out, other), load_training_view(fresh.out_dir, other)
+    assert np.array_equal(reused_view.V, fresh_view.V) and np.array_equal(reused_view.T_u, fresh_view.T_u)
+
+
 def test_encoder_change_replaces_the_cache(tiny_spec, inputs, tmp_path):
     captions, triplets, _ = inputs
     out = tmp_path / "emb"

@@ -496,6 +496,26 @@ def test_caption_table_input(tmp_path):
     )
 
 
+def test_fit_on_several_caption_tables_takes_their_pairs_in_order(tmp_path, monkeypatch):
+    """Objects + scenes: the pairs of every table, in order; each table is a manifest input."""
+    import scot_data.encoders.fit_lit as fit_lit
+
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "img" / "a.png")
+    tables = []
+    for name, captions in (("objects", ["a lamp", "a cup"]), ("scenes", ["a lamp and a cup"])):
+        rows = {"caption_id": [f"{name}{i}" for i in range(len(captions))], "image_id": [f"{name}-i"] * len(captions),
+                "image_uri": ["img/a.png"] * len(captions), "caption": captions, "source": [name] * len(captions)}  # fmt: skip
+        pq.write_table(pa.table(rows), tmp_path / f"{name}.parquet")
+        tables.append(tmp_path / f"{name}.parquet")
+    seen = {}
+    monkeypatch.setattr(fit_lit, "fit_lit_heads", lambda pairs, out, config, inputs, show_progress: seen.update(
+        pairs=pairs, inputs=inputs))  # fmt: skip
+    fit_lit.fit_lit_from_captions(tables, tmp_path / "lit")
+    assert [p.caption for p in seen["pairs"]] == ["a lamp", "a cup", "a lamp and a cup"]
+    assert [Path(i.path).name for i in seen["inputs"]] == ["objects.parquet", "scenes.parquet"]
+
+
 # ------------------------------------------------------------- end to end (slow)
 
 COLOURS = {

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -32,11 +33,18 @@ from scot_data.combiner.benchmarks import score_circo, score_cirr, score_fashion
 from scot_data.combiner.model import compose_queries
 from scot_data.encoders import create_encoder
 from scot_data.errors import ScotInputError
-from scot_data.evaluate.ablate import ablation_table, bootstrap_interval, load_ablation, run_ablation
+from scot_data.evaluate.ablate import (
+    ablation_table,
+    bootstrap_interval,
+    kind_table,
+    load_ablation,
+    markdown,
+    run_ablation,
+)
 from scot_data.evaluate.evaluate import EvalConfig, evaluate
 from scot_data.evaluate.retriever import Retriever, faiss_available
 from scot_data.evaluate.search import search
-from scot_data.manifest import write_manifest
+from scot_data.manifest import read_manifest, write_manifest
 from tests.conftest import png_bytes
 
 N_IMAGES = 12
@@ -250,9 +258,14 @@ def test_ablate_trains_each_variant_per_seed_and_scores_with_intervals(tiny_spec
     triplets = _write_triplets(tmp_path / "triplets", rows)
     cfg = EmbedConfig(encoder=tiny_spec, device="cpu", num_workers=0)
     embed_stage(cfg, captions, triplets, tmp_path / "emb", show_progress=False)
+    bench_root = cirr_layout(tmp_path / "bench")
+    records = json.loads((bench_root / "captions" / "cap.rc2.val.json").read_text())
+    for i, r in enumerate(records):
+        r["edit_kind"] = ("add", "remove")[i % 2]
+    _json(bench_root / "captions" / "cap.rc2.val.json", records)
     spec = tmp_path / "ablation.yaml"
     spec.write_text(yaml.safe_dump({
-        "name": "hard negative", "benchmark": str(cirr_layout(tmp_path / "bench")), "seeds": [0, 1], "bootstrap": 200,
+        "name": "hard negative", "benchmark": str(bench_root), "seeds": [0, 1], "bootstrap": 200,
         "train": {"epochs": 2, "batch_size": 8, "device": "cpu", "val_fraction": 0.0},
         "variants": [
             {"label": "with", "embeddings": str(tmp_path / "emb"), "triplets": str(triplets)},
@@ -276,8 +289,43 @@ def test_ablate_trains_each_variant_per_seed_and_scores_with_intervals(tiny_spec
     )
     assert sum_row["R@1"]["mean"] == pytest.approx(direct["R@1"], abs=0.05)
     assert ablation_table(results)["rows"][0][0] == "with"
+    counts = {"add": (len(records) + 1) // 2, "remove": len(records) // 2}
+    for row in results["rows"]:  # the kinds' R@1, weighted by their queries, make the whole
+        whole = sum(counts[k] * row["by_kind"][k]["R@1"] for k in counts) / len(records)
+        assert whole == pytest.approx(row["R@1"]["mean"], abs=0.1)
+    kinds = kind_table(results)
+    assert kinds["columns"] == ["variant", "add", "remove"] and len(kinds["rows"]) == len(results["rows"])
+    text = markdown([ablation_table(results), kinds]).splitlines()
+    assert "| variant | add | remove |" in text
+    assert sum(line.startswith("| with |") for line in text) == 2  # one row in each table
     again = run_ablation(load_ablation(spec), tmp_path / "out", show_progress=False)
     assert again["rows"] == results["rows"]  # finished runs are reused, scores reproduce
+
+
+def test_ablate_trains_on_a_weighted_mix_written_under_the_variant(tiny_spec, tmp_path):
+    from scot_data.embed import EmbedConfig, embed_stage
+    from tests.test_embed import _write_captions, _write_triplets, caption_rows
+
+    rows = caption_rows(tmp_path / "src", 0, 16, tar_every=100)
+    captions = _write_captions(tmp_path / "captions", rows)
+    blue = _write_triplets(tmp_path / "blue", rows)
+    green = _write_triplets(tmp_path / "green", rows[:8], modification="make it green")
+    cfg = EmbedConfig(encoder=tiny_spec, device="cpu", num_workers=0)
+    embed_stage(cfg, captions, blue, tmp_path / "emb", show_progress=False)
+    embed_stage(cfg, captions, green, tmp_path / "both", show_progress=False, reuse=[tmp_path / "emb"])
+    mixed = {"label": "mixed", "embeddings": str(tmp_path / "both"), "mix_total": 12,
+             "mix": [{"triplets": str(blue), "weight": 0.5}, {"triplets": str(green), "weight": 0.5}]}  # fmt: skip
+    spec = {"name": "mix", "benchmark": str(cirr_layout(tmp_path / "bench")), "seeds": [0], "bootstrap": 100,
+            "train": {"epochs": 1, "batch_size": 4, "device": "cpu", "val_fraction": 0.0}, "variants": [mixed]}  # fmt: skip
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(spec))
+    results = run_ablation(load_ablation(tmp_path / "a.yaml"), tmp_path / "out", show_progress=False)
+    table = pq.read_table(tmp_path / "out" / "mixed" / "triplets" / "triplets.parquet")
+    assert sorted(table.column("modification").to_pylist()) == ["make it blue"] * 6 + ["make it green"] * 6
+    assert results["rows"][0]["label"] == "mixed" and read_manifest(tmp_path / "out" / "mixed" / "seed-0")
+    both = {**mixed, "triplets": str(blue)}
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**spec, "variants": [both]}))
+    with pytest.raises(ScotInputError, match="'mixed': give either triplets or mix"):
+        load_ablation(tmp_path / "b.yaml")
 
 
 def test_a_training_folder_is_a_combiner_path(tmp_path):

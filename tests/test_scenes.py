@@ -68,3 +68,56 @@ def test_rebuild_is_skipped_and_builds_are_deterministic(tmp_path):
         assert pq.read_table(tmp_path / "a" / table).equals(pq.read_table(tmp_path / "b" / table))
     images = [sorted(p.read_bytes() for p in (tmp_path / d / "captions" / "images").iterdir()) for d in "ab"]
     assert images[0] == images[1]
+
+
+def test_several_edits_per_scene_keep_the_scenes_and_first_edits(tmp_path):
+    """Edits 2..k add triplets over the same reference images; the one-edit build is their prefix."""
+    captions = training_dir(tmp_path)
+    one = build_scenes(captions, tmp_path / "one", CFG, show_progress=False)
+    four = build_scenes(captions, tmp_path / "four", CFG.model_copy(update={"edits_per_scene": 4}),
+                        show_progress=False)  # fmt: skip
+    def scenes(build: str) -> list[dict]:
+        return pq.read_table(tmp_path / build / "captions" / "captions.parquet").drop(["image_uri"]).to_pylist()
+
+    assert scenes("one") == scenes("four")
+    assert four.scenes == one.scenes == 30 and 3 * 30 < four.triplets <= 4 * 30
+    first = pq.read_table(tmp_path / "one" / "triplets" / "triplets.parquet").to_pylist()
+    every = pq.read_table(tmp_path / "four" / "triplets" / "triplets.parquet").to_pylist()
+    by_scene: dict[str, list[dict]] = {}
+    for t in every:
+        by_scene.setdefault(t["image_id"], []).append(t)
+    assert [edits[0] for edits in by_scene.values()] == first
+    for edits in by_scene.values():
+        assert len({t["modified_caption"] for t in edits}) == len(edits)  # distinct targets
+        assert len({t["edit_type"] for t in edits}) >= min(3, len(edits))  # kinds vary before repeating
+        for t in edits:
+            two = " and " in t["caption"].split(" on a")[0]
+            assert t["edit_type"] in (("replace", "remove", "background", "recolour") if two
+                                      else ("add", "background", "recolour"))  # fmt: skip
+            assert t["caption"] != t["modified_caption"]
+            if t["edit_type"] == "background":
+                assert t["modified_caption"].split(" on a")[0] == t["caption"].split(" on a")[0]
+            if t["edit_type"] == "recolour" and two:
+                tinted = next(w for w in t["modification"].split() if w in t["modified_caption"].split())
+                assert tinted  # the recoloured object is named, not "it"
+    assert sum(four.edit_types.values()) == four.triplets
+
+
+def test_rendered_targets_are_caption_rows_named_by_the_triplets(tmp_path):
+    captions = training_dir(tmp_path)
+    cfg = CFG.model_copy(update={"edits_per_scene": 2, "render_targets": True})
+    summary = build_scenes(captions, tmp_path / "t", cfg, show_progress=False)
+    scenes = pq.read_table(tmp_path / "t" / "captions" / "captions.parquet").to_pylist()
+    triplets = pq.read_table(tmp_path / "t" / "triplets" / "triplets.parquet").to_pylist()
+    by_image = {s["image_id"]: s for s in scenes}
+    assert len(by_image) == len(scenes) == summary.images_rendered > 30
+    references = {t["image_id"] for t in triplets}
+    assert len(references) == 30
+    for t in triplets:
+        target = by_image[t["target_image_id"]]
+        assert target["caption"] == t["modified_caption"] and t["target_image_id"] != t["image_id"]
+        assert Path(target["image_uri"]).is_file()
+    plain = build_scenes(captions, tmp_path / "p", cfg.model_copy(update={"render_targets": False}),
+                         show_progress=False)  # fmt: skip
+    assert plain.triplets == summary.triplets
+    assert "target_image_id" not in pq.read_schema(tmp_path / "p" / "triplets" / "triplets.parquet").names

@@ -9,9 +9,17 @@ compositional captions ("a red lamp and a violin on a blue background"), and wri
 
 - ``captions/``: a finished caption-stage directory of the reference scenes (their PNGs in
   ``captions/images``), which ``scot encoder fit-lit`` and ``scot embed`` read as any other;
-- ``triplets/``: a finished triplet-stage directory with one template edit per scene
-  (replace, add, remove, background, recolour), whose modified caption describes the edited
-  scene. The phrasings differ from the benchmark's, so a model cannot win by matching them.
+- ``triplets/``: a finished triplet-stage directory with ``edits_per_scene`` template edits
+  per scene (replace, add, remove, background, recolour), whose modified caption describes
+  the edited scene. The phrasings differ from the benchmark's, so a model cannot win by
+  matching them. Several edits per scene grow the training set without new reference
+  images, so the image tower (the expensive part) runs once per scene.
+
+With ``render_targets`` each edit's target scene is rendered too: the caption table then
+also holds the target scenes, and the triplets name theirs in ``target_image_id``. That
+is not the paper's method (which has no target image) but its control: the Combiner
+trained towards the target *image* (``train.target: rendered``) measures how much the
+text-space target costs.
 
 The renderer is the benchmark's (``scot_data.evaluate.clipart``), so training and test
 scenes share their look but no object.
@@ -62,7 +70,7 @@ from scot_data.manifest import (
     stage_fingerprint,
     write_manifest,
 )
-from scot_data.triplets.records import TRIPLETS_FILE, TRIPLETS_SCHEMA
+from scot_data.triplets.records import TARGET_IMAGE_COLUMN, TRIPLETS_FILE, TRIPLETS_SCHEMA
 
 SOURCE = "openclipart-scenes"
 TEMPLATE_VERSION = "scene-template-v1"
@@ -74,6 +82,18 @@ TRAIN_PHRASINGS: dict[EditKind, tuple[str, ...]] = {
     "background": ("{a_y} backdrop", "set it against {y}", "{y} behind it"),
     "recolour": ("paint it {y}", "the {a} in {y}", "{y} instead"),
 }
+# "paint it red" is ambiguous when a scene holds two objects: name the one to recolour.
+TWO_OBJECT_RECOLOUR = ("the {a} in {y}", "paint the {a} {y}", "make the {a} {y}")
+# The edits a reference of one or of two objects allows (scenes hold at most two).
+EDITS_BY_SIZE: dict[int, tuple[EditKind, ...]] = {
+    1: ("add", "background", "recolour"),
+    2: ("replace", "remove", "background", "recolour"),
+}
+# Draws per wanted further edit before a scene settles for fewer (its targets must differ).
+DRAWS_PER_EDIT = 10
+
+
+LATER_OPTIONS = ("edits_per_scene", "render_targets")
 
 
 class ScenesConfig(BaseModel):
@@ -81,12 +101,22 @@ class ScenesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: int = Field(4000, ge=1, description="reference scenes, one triplet each")
+    count: int = Field(4000, ge=1, description="reference scenes")
+    edits_per_scene: int = Field(1, ge=1, le=8, description="template edits of each scene (distinct targets)")
+    render_targets: bool = Field(False, description="render each edit's target scene too (target_image_id)")
     kinds: tuple[EditKind, ...] = KINDS
     background_share: float = Field(0.3, ge=0.0, le=1.0, description="share of references on a colour")
     max_name_words: int = Field(3, ge=1)
     known_words: bool = Field(True, description="only names whose words the text tower's vocabulary holds")
     seed: int = 0
+
+    def fingerprint_config(self) -> dict[str, object]:
+        """The options that decide the output. Those added after the first builds count only
+        when set, so a finished build of the same scenes stays finished (and so does all
+        that was trained from it)."""
+        defaults = type(self).model_fields
+        later = {name for name in LATER_OPTIONS if getattr(self, name) == defaults[name].default}
+        return self.model_dump(mode="json", exclude=later)
 
 
 @dataclass
@@ -164,7 +194,7 @@ def _edit(kind: EditKind, rng: random.Random, objs: list[ClipartObject], palette
 def plan_scene_triplets(
     objects: list[ClipartObject], cfg: ScenesConfig, palette: list[str]
 ) -> list[SceneTriplet]:
-    """``count`` distinct edits, kinds in turn, from one seeded stream."""
+    """``count`` distinct reference scenes and their first edit, kinds in turn, from one seeded stream."""
     rng = random.Random(int(ids.stable_id("scene-triplets", str(cfg.seed)), 16))
     planned: list[SceneTriplet] = []
     seen: set[Scene] = set()
@@ -182,41 +212,110 @@ def plan_scene_triplets(
     )
 
 
-def _render(planned: list[SceneTriplet], images: Path, cutouts: dict, look: ClipartBenchConfig,
+def _fresh_object(rng: random.Random, objects: list[ClipartObject], scene: Scene) -> ClipartObject:
+    """An object sharing no word with those already in ``scene``."""
+    present = {w for p in scene.items for w in p.obj.name.split()}
+    for _ in range(DRAWS_PER_EDIT * 10):
+        candidate = rng.choice(objects)
+        if present.isdisjoint(candidate.name.split()):
+            return candidate
+    raise ScotInputError(f"no object unlike {scene_caption(scene)!r} among {len(objects)}; too few objects")
+
+
+def _edit_of(reference: Scene, kind: EditKind, rng: random.Random, objects: list[ClipartObject],
+             palette: list[str]) -> SceneTriplet:  # fmt: skip
+    """An edit of ``kind`` applied to an existing reference, on one of its objects at random."""
+    items = reference.items
+    i = rng.randrange(len(items))
+    edited, kept = items[i].obj, items[1 - i].obj if len(items) == 2 else None
+    y = rng.choice([c for c in palette if c != reference.background])
+    added = _fresh_object(rng, objects, reference)
+    fields = {"a": kept.name if kind == "remove" and kept else edited.name,
+              "b": added.name if kind == "add" else edited.name,
+              "a_b": article(added.name), "a_c": article(added.name), "y": y, "a_y": article(y)}  # fmt: skip
+    phrasings = TWO_OBJECT_RECOLOUR if kind == "recolour" and kept else TRAIN_PHRASINGS[kind]
+    text = rng.choice(phrasings).format(**fields)
+    changed = list(items)
+    if kind == "replace":
+        changed[i] = Placed(added)
+    elif kind == "recolour":
+        changed[i] = Placed(edited, y)
+    elif kind == "remove":
+        del changed[i]
+    elif kind == "add":
+        changed.append(Placed(added))
+    background = y if kind == "background" else reference.background
+    return SceneTriplet(kind, reference, Scene(tuple(changed), background), text)
+
+
+def further_edits(first: SceneTriplet, cfg: ScenesConfig, objects: list[ClipartObject],
+                  palette: list[str]) -> list[SceneTriplet]:  # fmt: skip
+    """Up to ``edits_per_scene - 1`` more edits of ``first``'s reference, kinds other than the
+    first's before repeats, each to a new target. Seeded by the scene alone, so the scenes
+    and their first edits are exactly the one-edit build's."""
+    reference = first.reference
+    key = [p.obj.image_id for p in reference.items] + [reference.background or "white"]
+    rng = random.Random(int(ids.stable_id("scene-further-edits", str(cfg.seed), *key), 16))
+    applicable = [k for k in EDITS_BY_SIZE[len(reference.items)] if k in cfg.kinds]
+    others = [k for k in applicable if k != first.kind]
+    order = rng.sample(others, len(others))
+    wanted = cfg.edits_per_scene - 1
+    targets, found = {reference, first.target}, []
+    for attempt in range(wanted * DRAWS_PER_EDIT if applicable else 0):
+        if len(found) == wanted:
+            break
+        kind = order[attempt] if attempt < len(order) else rng.choice(applicable)
+        edit = _edit_of(reference, kind, rng, objects, palette)
+        if edit.target not in targets:
+            targets.add(edit.target)
+            found.append(edit)
+    return found
+
+
+def _render(scenes: list[Scene], images: Path, cutouts: dict, look: ClipartBenchConfig,
             progress: Progress) -> int:  # fmt: skip
-    """Write each reference scene's PNG once (resumable: existing files are kept)."""
+    """Write each scene's PNG once (resumable: existing files are kept)."""
     rendered = 0
-    task = progress.add_task("scenes", total=len(planned))
-    for edit in planned:
-        path = images / f"{edit.reference.name(look)}.png"
+    task = progress.add_task("scenes", total=len(scenes))
+    for scene in scenes:
+        path = images / f"{scene.name(look)}.png"
         if not path.exists():
-            atomic_write_bytes(path, png_bytes(render_scene(edit.reference, cutouts, look)))
+            atomic_write_bytes(path, png_bytes(render_scene(scene, cutouts, look)))
             rendered += 1
         progress.advance(task)
     return rendered
 
 
-def _captions_table(planned: list[SceneTriplet], images: Path, look: ClipartBenchConfig) -> pa.Table:
+def _captions_table(scenes: list[Scene], images: Path, look: ClipartBenchConfig) -> pa.Table:
     rows = []
-    for edit in planned:
-        name = edit.reference.name(look)
-        caption = scene_caption(edit.reference)
+    for scene in scenes:
+        name = scene.name(look)
+        caption = scene_caption(scene)
         rows.append({"caption_id": ids.caption_id(SOURCE, name, caption), "image_id": ids.image_id(SOURCE, name),
                      "image_uri": str((images / f"{name}.png").resolve()), "caption": caption, "source": SOURCE})  # fmt: skip
     return pa.Table.from_pylist(rows, schema=CAPTIONS_SCHEMA)
 
 
-def _triplets_table(planned: list[SceneTriplet], captions: pa.Table, seed: int) -> pa.Table:
+def _triplets_table(edits: list[list[SceneTriplet]], captions: pa.Table, seed: int,
+                    target_ids: dict[Scene, str] | None) -> pa.Table:  # fmt: skip
+    """Each scene's edits, in order, against its caption row (and its target's image id).
+    The reference scenes are the table's first rows; rendered targets follow them."""
     rows = []
-    for edit, ref in zip(planned, captions.to_pylist()):
-        modified = scene_caption(edit.target)
-        rows.append({
-            "triplet_id": ids.stable_id("triplet", ref["caption_id"], edit.modification, modified),
-            "caption_id": ref["caption_id"], "image_id": ref["image_id"], "caption": ref["caption"],
-            "modification": edit.modification, "modified_caption": modified, "edit_type": edit.kind,
-            "llm_model": TEMPLATE_VERSION, "prompt_version": TEMPLATE_VERSION, "seed": seed,
-        })  # fmt: skip
-    return pa.Table.from_pylist(rows, schema=TRIPLETS_SCHEMA)
+    for scene_edits, ref in zip(edits, captions.slice(0, len(edits)).to_pylist(), strict=True):
+        for edit in scene_edits:
+            modified = scene_caption(edit.target)
+            rows.append({
+                "triplet_id": ids.stable_id("triplet", ref["caption_id"], edit.modification, modified),
+                "caption_id": ref["caption_id"], "image_id": ref["image_id"], "caption": ref["caption"],
+                "modification": edit.modification, "modified_caption": modified, "edit_type": edit.kind,
+                "llm_model": TEMPLATE_VERSION, "prompt_version": TEMPLATE_VERSION, "seed": seed,
+            })  # fmt: skip
+            if target_ids is not None:
+                rows[-1][TARGET_IMAGE_COLUMN] = target_ids[edit.target]
+    schema = TRIPLETS_SCHEMA
+    if target_ids is not None:
+        schema = schema.append(pa.field(TARGET_IMAGE_COLUMN, pa.string()))
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfig | None = None,
@@ -228,7 +327,7 @@ def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfi
     out, source = Path(out_dir), Path(captions_dir) / CAPTIONS_FILE
     captions_out, triplets_out = out / "captions", out / "triplets"
     inputs = [fingerprint_input(source)]
-    config = {**cfg.model_dump(mode="json"), "render": ClipartBenchConfig().model_dump(mode="json")}
+    config = {**cfg.fingerprint_config(), "render": ClipartBenchConfig().model_dump(mode="json")}
     done = [is_complete(d, stage, stage_fingerprint(stage, config, inputs))
             for d, stage in ((captions_out, "captions"), (triplets_out, "triplets"))]  # fmt: skip
     if all(done):
@@ -246,11 +345,17 @@ def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfi
         cutouts = {o.image_id: c for o in objects if (c := load_cutout(o.image_uri)) is not None}
         objects = [o for o in objects if o.image_id in cutouts]
         planned = plan_scene_triplets(objects, cfg, list(look.colours))
-        summary.images_rendered = _render(planned, images, cutouts, look, progress)
-    captions = _captions_table(planned, images, look)
-    triplets = _triplets_table(planned, captions, cfg.seed)
+        edits = [[first, *further_edits(first, cfg, objects, list(look.colours))] for first in planned]
+        scenes = [edit.reference for edit in planned]
+        if cfg.render_targets:
+            references = set(scenes)
+            scenes += list(dict.fromkeys(e.target for s in edits for e in s if e.target not in references))
+        summary.images_rendered = _render(scenes, images, cutouts, look, progress)
+    captions = _captions_table(scenes, images, look)
+    target_ids = {s: ids.image_id(SOURCE, s.name(look)) for s in scenes} if cfg.render_targets else None
+    triplets = _triplets_table(edits, captions, cfg.seed, target_ids)
     summary.objects, summary.scenes, summary.triplets = len(objects), captions.num_rows, triplets.num_rows
-    summary.edit_types = {k: sum(e.kind == k for e in planned) for k in cfg.kinds}
+    summary.edit_types = {k: sum(e.kind == k for scene in edits for e in scene) for k in cfg.kinds}
     summary.seconds = round(time.perf_counter() - started, 2)
     _write_stage(captions_out, "captions", config, inputs,
                  {CAPTIONS_FILE: captions, REJECTS_FILE: pa.Table.from_pylist([], schema=REJECTS_SCHEMA)}, summary)  # fmt: skip

@@ -53,6 +53,7 @@ from scot_data.manifest import (
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
 STAGE = "combiner"
 METRICS_FILE = "metrics.jsonl"
@@ -77,8 +78,10 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0.0, description="max gradient L2 norm")
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of *images* held out")
     max_triplets: int | None = Field(None, ge=1, description="training-set size ablation (seeded sample)")
-    target: Literal["text", "image"] = Field(
-        "text", description="text: T_u; image: the cache image nearest to T_u (reference excluded)"
+    target: Literal["text", "image", "rendered"] = Field(
+        "text",
+        description="text: T_u (the paper); image: the cache image nearest to T_u (reference excluded); "
+        "rendered: the triplet's own target image (synthetic scenes with target_image_id, a control)",
     )
     amp: bool = Field(True, description="bfloat16 autocast, on CUDA only")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -125,7 +128,7 @@ class Split:
     v: torch.Tensor
     t: torch.Tensor
     tm: torch.Tensor
-    target: torch.Tensor  # rows of ``target_bank``: T_u's text rows, or image rows when target == "image"
+    target: torch.Tensor  # rows of ``target_bank``: T_u's text rows, or image rows for image targets
     target_bank: torch.Tensor
 
     def __len__(self) -> int:
@@ -182,6 +185,11 @@ def make_split(
     v, tu = index(view.v_index), index(view.tu_index)
     if target == "image":
         target_rows, bank = nearest_images(images, texts[tu], v), images
+    elif target == "rendered":
+        if view.target_v_index is None:
+            raise ScotInputError(f"target 'rendered' needs triplets with a {TARGET_IMAGE_COLUMN} column "
+                                 "(scot captions scenes --render-targets)")  # fmt: skip
+        target_rows, bank = index(view.target_v_index), images
     else:
         target_rows, bank = tu, texts
     return Split(images, texts, v, index(view.t_index), index(view.tm_index), target_rows, bank)

@@ -22,9 +22,10 @@ until the new one replaces it (unless the encoder changed, which invalidates it 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,12 @@ import torch
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.atomic import atomic_write_json, atomic_write_parquet, remove_stale_temporaries
+from scot_data.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    remove_stale_temporaries,
+)
 from scot_data.embed.config import RUNTIME_ONLY_OPTIONS, EmbedConfig
 from scot_data.embed.images import TAR_SCHEME, ImageDataset, ImageItem, collate, index_tars
 from scot_data.embed.records import (
@@ -256,6 +262,27 @@ def remove_other_encoders(out: Path, encoder_key: str) -> int:
     return len(stale)
 
 
+def adopt_parts(source: Path, out: Path, encoder_key: str) -> int:
+    """Link (or copy) the parts another output made with this encoder into ``out``, so rows
+    embedded there are not embedded again; the same encoder key means the same vectors.
+    An image part goes in after its rejects (a part counts only with them)."""
+    adopted = 0
+    for kind in KINDS:
+        for part in valid_parts(source, kind, encoder_key):
+            pairs = [(part, out / kind / part.name)]
+            if kind == IMAGES_DIR:
+                pairs.insert(0, (reject_part(source, part), reject_part(out, part)))
+            for src, dst in pairs:
+                if not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.link(src, dst)
+                    except OSError:
+                        atomic_write_bytes(dst, src.read_bytes())
+            adopted += 1
+    return adopted
+
+
 def _ids_in(paths: list[Path], column: str) -> set[str]:
     found: set[str] = set()
     for path in paths:
@@ -273,9 +300,10 @@ def prepare(
     out_dir: str | Path,
     encoder: Encoder | None = None,
     clean: bool = True,
+    reuse: Sequence[str | Path] = (),
 ) -> EmbedPlan | EmbedSummary:
     """Plan a run over a caption (and triplet) table, or return the skipped summary of a
-    finished identical one (``clean``: see :func:`plan_collection`)."""
+    finished identical one (``clean``, ``reuse``: see :func:`plan_collection`)."""
     captions = Path(captions_dir)
     triplets = Path(triplets_dir) if triplets_dir is not None else None
     return plan_collection(
@@ -286,6 +314,7 @@ def prepare(
         out_dir,
         encoder,
         clean,
+        reuse,
     )
 
 
@@ -297,13 +326,16 @@ def plan_collection(
     out_dir: str | Path,
     encoder: Encoder | None = None,
     clean: bool = True,
+    reuse: Sequence[str | Path] = (),
 ) -> EmbedPlan | EmbedSummary:
     """Plan a run over any images and texts (a benchmark gallery, a search collection).
 
     ``inputs`` fingerprint where they come from; the lists are only built when the output
     is not already complete for those inputs. ``clean`` deletes temporaries a killed run
     left behind; pass False when other processes may be writing parts into ``out_dir``
-    right now (the shards of a scaled-out run), whose temporaries are not stale.
+    right now (the shards of a scaled-out run), whose temporaries are not stale. ``reuse``
+    names other outputs whose parts by the same encoder are adopted first (another training
+    set over the same images embeds only its new texts).
     """
     out = Path(out_dir)
     config = stage_config(cfg)
@@ -317,6 +349,8 @@ def plan_collection(
     encoder = encoder or get_encoder(cfg)
     key = encoder.identity.key()
     remove_other_encoders(out, key)
+    for source in reuse:
+        adopt_parts(Path(source), out, key)
     if previous is not None and (previous.get("encoder") or {}).get("key") != key:
         previous = None
 
@@ -677,10 +711,13 @@ def embed_stage(
     out_dir: str | Path,
     show_progress: bool = True,
     encoder: Encoder | None = None,
+    reuse: Sequence[str | Path] = (),
 ) -> EmbedSummary:
-    """Run the whole stage into ``out_dir``: only what is new is embedded; an identical
-    finished run is skipped without loading the model."""
-    return run_plan(prepare(cfg, captions_dir, triplets_dir, out_dir, encoder=encoder), show_progress)
+    """Run the whole stage into ``out_dir``: only what is new is embedded (rows already in
+    ``reuse`` outputs by the same encoder are adopted); an identical finished run is
+    skipped without loading the model."""
+    plan = prepare(cfg, captions_dir, triplets_dir, out_dir, encoder=encoder, reuse=reuse)
+    return run_plan(plan, show_progress)
 
 
 def run_plan(plan: EmbedPlan | EmbedSummary, show_progress: bool = True) -> EmbedSummary:

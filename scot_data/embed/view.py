@@ -6,6 +6,7 @@ triplet to row indices with a vectorised hash join, and gathers V (reference ima
 T (its caption), T_m (modification) and T_u (modified caption) lazily on first use. A
 trainer on a GPU can instead move ``images`` / ``texts`` once and gather by the index
 arrays there. Triplets whose image was rejected (or texts absent) are dropped and counted.
+Triplets that name a target image (rendered scenes) also get ``target_v_index``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from scot_data.embed.records import text_id, to_matrix
 from scot_data.embed.stage import IMAGES_DIR, TEXTS_DIR, iter_parts
 from scot_data.errors import ScotInputError
 from scot_data.manifest import read_manifest
+from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
 
 @dataclass
@@ -66,6 +68,7 @@ class TrainingView:
     tm_index: np.ndarray
     tu_index: np.ndarray
     dropped: dict[str, int] = field(default_factory=dict)
+    target_v_index: np.ndarray | None = None  # rows of ``images``, when the triplets name target images
 
     def __len__(self) -> int:
         return len(self.triplet_ids)
@@ -98,8 +101,11 @@ def load_training_view(
     triplets_path = Path(triplets_dir) / "triplets.parquet"
     if read_manifest(triplets_dir) is None or not triplets_path.exists():
         raise ScotInputError(f"{triplets_dir}: not a finished triplets directory")
+    has_targets = TARGET_IMAGE_COLUMN in pq.read_schema(triplets_path).names
     table = pq.read_table(
-        triplets_path, columns=["triplet_id", "image_id", "caption", "modification", "modified_caption"]
+        triplets_path,
+        columns=["triplet_id", "image_id", "caption", "modification", "modified_caption"]
+        + [TARGET_IMAGE_COLUMN] * has_targets,
     )
     images = load_embeddings(embeddings_dir, IMAGES_DIR)
     texts = load_embeddings(embeddings_dir, TEXTS_DIR)
@@ -109,10 +115,12 @@ def load_training_view(
         hashed = pa.array([text_id(s) for s in table.column(name).to_pylist()], pa.string())
         text_rows.append(texts.index_of(hashed))
     t, tm, tu = text_rows
-    keep = (v >= 0) & (t >= 0) & (tm >= 0) & (tu >= 0)
+    target_v = images.index_of(table.column(TARGET_IMAGE_COLUMN)) if has_targets else np.zeros_like(v)
+    keep = (v >= 0) & (t >= 0) & (tm >= 0) & (tu >= 0) & (target_v >= 0)
     dropped = {
         "image_missing_or_rejected": int((v < 0).sum()),
         "text_missing": int(((t < 0) | (tm < 0) | (tu < 0)).sum()),
+        "target_image_missing_or_rejected": int((target_v < 0).sum()),
     }
     if strict and not keep.all():
         first = table.column("triplet_id")[int(np.flatnonzero(~keep)[0])].as_py()
@@ -128,4 +136,5 @@ def load_training_view(
         tm_index=tm[rows],
         tu_index=tu[rows],
         dropped={k: n for k, n in dropped.items() if n},
+        target_v_index=target_v[rows] if has_targets else None,
     )

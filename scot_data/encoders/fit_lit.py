@@ -672,14 +672,15 @@ def fit_lit_heads(
 
 
 def fit_lit_from_captions(
-    captions: str | Path,
+    captions: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     config: FitLitConfig = FitLitConfig(),
     show_progress: bool = True,
 ) -> FitLitResult:
-    """``scot encoder fit-lit --captions DIR --out PATH``: fit on a caption table (dir or file)."""
-    table_file = _table_file(Path(captions))
-    pairs = read_caption_table(table_file)
-    return fit_lit_heads(
-        pairs, out_dir, config, inputs=[fingerprint_input(table_file)], show_progress=show_progress
-    )
+    """``scot encoder fit-lit --captions DIR [--captions DIR ...] --out PATH``: fit on one
+    caption table (dir or file) or on several in order (single objects + scenes)."""
+    sources = [captions] if isinstance(captions, (str, Path)) else list(captions)
+    table_files = [_table_file(Path(source)) for source in sources]
+    pairs = [pair for table_file in table_files for pair in read_caption_table(table_file)]
+    inputs = [fingerprint_input(table_file) for table_file in table_files]
+    return fit_lit_heads(pairs, out_dir, config, inputs=inputs, show_progress=show_progress)

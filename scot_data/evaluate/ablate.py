@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import Progress
 
 from scot_data import ids
@@ -31,20 +31,52 @@ from scot_data.errors import ScotInputError
 from scot_data.evaluate.evaluate import EvalConfig, load_benchmarks, score_methods
 from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark
 from scot_data.manifest import read_manifest
+from scot_data.triplets.mix import mix_triplets
 
 RESULTS_FILE = "ablation.json"
+MARKDOWN_FILE = "ablation.md"
 RECALL_KS = (1, 10, 50)
+KIND_METRICS = ("R@1", "R@10")
+
+
+class MixSource(BaseModel):
+    """One finished triplet directory of a mixed training set, and its share."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    triplets: Path
+    weight: float = Field(gt=0)
 
 
 class Variant(BaseModel):
-    """One row of an ablation: a training set and what differs in training."""
+    """One row of an ablation: a training set and what differs in training.
+
+    The training set is a triplet directory, or ``mix``: a seeded weighted sample of
+    several (LLM + template), written under the variant's folder; ``embeddings`` must hold
+    every source's texts.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     label: str
     embeddings: Path
-    triplets: Path
+    triplets: Path | None = None
+    mix: list[MixSource] = Field(default_factory=list, description="instead of triplets: a weighted mix")
+    mix_total: int | None = Field(None, ge=1, description="triplets in the mix (default: all weights allow)")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides")
+
+    @model_validator(mode="after")
+    def _one_training_set(self) -> Variant:
+        if (self.triplets is None) == (not self.mix):
+            raise ValueError(f"{self.label!r}: give either triplets or mix")
+        return self
+
+    def training_triplets(self, out: Path) -> Path:
+        """The triplet directory to train on (the mix is written once, then reused)."""
+        if self.triplets is not None:
+            return self.triplets
+        sources = [(m.triplets, m.weight) for m in self.mix]
+        return Path(mix_triplets(sources, out / self.slug / "triplets", total=self.mix_total).out_dir)
 
     @property
     def slug(self) -> str:
@@ -94,9 +126,17 @@ def bootstrap_interval(hits: np.ndarray, draws: int, seed: int = 0) -> tuple[flo
     return round(100 * float(low), 1), round(100 * float(high), 1)
 
 
-def summarise(label: str, per_seed: list[dict[str, np.ndarray]], draws: int) -> dict[str, Any]:
-    """Mean over seeds, seed spread and the bootstrap interval, per metric."""
-    row: dict[str, Any] = {"label": label, "seeds": len(per_seed)}
+def summarise(
+    label: str, per_seed: list[dict[str, np.ndarray]], draws: int, kinds: list[str | None]
+) -> dict[str, Any]:
+    """Mean over seeds, seed spread and the bootstrap interval, per metric; R@1 and R@10
+    per edit kind (where the benchmark labels kinds: which edits a variant gets right)."""
+    row: dict[str, Any] = {"label": label, "seeds": len(per_seed), "by_kind": {}}
+    labels = np.array([k or "" for k in kinds])
+    for kind in sorted(set(kinds) - {None}):
+        rows = labels == kind
+        row["by_kind"][kind] = {m: round(100 * float(np.mean([h[m][rows].mean() for h in per_seed])), 1)
+                                for m in KIND_METRICS}  # fmt: skip
     for metric in per_seed[0]:
         stacked = np.stack([hits[metric] for hits in per_seed])
         row[metric] = {
@@ -136,13 +176,14 @@ def run_ablation(cfg: AblationConfig, out_dir: str | Path, show_progress: bool =
             if encoder not in scored:
                 scored[encoder] = _benchmark(cfg, encoder, out / "cache", False)
             bench, embedded = scored[encoder]
+            triplets = variant.training_triplets(out)
             per_seed = []
             for seed in cfg.seeds:
                 train_cfg = TrainConfig.model_validate(
                     {**cfg.train.model_dump(), **variant.train, "seed": seed}
                 )
                 run_dir = out / variant.slug / f"seed-{seed}"
-                train_combiner(train_cfg, variant.embeddings, variant.triplets, run_dir, show_progress=False)
+                train_combiner(train_cfg, variant.embeddings, triplets, run_dir, show_progress=False)
                 scores, _ = score_methods(embedded, load_combiner(run_dir / COMBINER_FILE))
                 per_seed.append(query_hits(bench, scores["combiner"]))
                 if encoder not in baselines:
@@ -150,10 +191,13 @@ def run_ablation(cfg: AblationConfig, out_dir: str | Path, show_progress: bool =
                         m: query_hits(bench, s) for m, s in scores.items() if m != "combiner"
                     }
                 bar.advance(task)
-            rows.append({**summarise(variant.label, per_seed, cfg.bootstrap), "encoder": encoder})
+            kinds = [q.kind for q in bench.queries]
+            rows.append({**summarise(variant.label, per_seed, cfg.bootstrap, kinds), "encoder": encoder})
     for encoder, by_method in baselines.items():
+        kinds = [q.kind for q in scored[encoder][0].queries]
         for method, hits in by_method.items():
-            rows.append({**summarise(f"{method} ({encoder})", [hits], cfg.bootstrap), "encoder": encoder})
+            row = summarise(f"{method} ({encoder})", [hits], cfg.bootstrap, kinds)
+            rows.append({**row, "encoder": encoder})
     results = {"name": cfg.name, "benchmark": str(cfg.benchmark), "seeds": list(cfg.seeds),
                "queries": len(next(iter(scored.values()))[0].queries), "rows": rows}  # fmt: skip
     atomic_write_json(out / RESULTS_FILE, results)
@@ -173,3 +217,33 @@ def ablation_table(results: dict[str, Any]) -> dict[str, Any]:
         "rows": rows,
         "note": note,
     }
+
+
+def kind_table(results: dict[str, Any]) -> dict[str, Any] | None:
+    """R@1 / R@10 per edit kind for every row, or None when the benchmark labels no kinds."""
+    kinds = sorted({kind for r in results["rows"] for kind in r.get("by_kind", {})})
+    if not kinds:
+        return None
+    def cell(row: dict[str, Any], kind: str) -> str:
+        found = row["by_kind"].get(kind)
+        return " / ".join(str(found[m]) for m in KIND_METRICS) if found else "-"
+
+    rows = [[r["label"]] + [cell(r, kind) for kind in kinds] for r in results["rows"]]
+    return {
+        "title": f"By edit kind: {' / '.join(KIND_METRICS)}",
+        "columns": ["variant", *kinds],
+        "rows": rows,
+        "note": "mean over seeds, per edit kind (each kind's own queries)",
+    }
+
+
+def markdown(tables: list[dict[str, Any]]) -> str:
+    """The tables as Markdown (``ablation.md``, for a README or a note)."""
+    parts = []
+    for table in tables:
+        lines = [f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |",
+                 "|" + "---|" * len(table["columns"])]  # fmt: skip
+        for row in table["rows"]:
+            lines.append("| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |")
+        parts.append("\n".join(lines + ["", f"({table['note']})" if table.get("note") else ""]).rstrip())
+    return "\n\n".join(parts) + "\n"

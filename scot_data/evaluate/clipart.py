@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageColor, ImageFilter, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,6 +43,7 @@ from rich.progress import Progress
 from scot_data import ids
 from scot_data.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from scot_data.captions.ingest import CAPTIONS_FILE, HOLDOUT_FILE
+from scot_data.captions.records import CAPTIONS_SCHEMA
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     MANIFEST_NAME,
@@ -646,3 +648,27 @@ def write_outputs(
     atomic_write_json(out / STATS_FILE, stats)
     images = {f"{IMAGES_DIR}/{name}.png": None for name in gallery}
     return {**images, splits: len(gallery), caps: len(queries), STATS_FILE: None}
+
+
+SOURCE_BENCHMARK = "clipart-benchmark"
+
+
+def target_caption_table(data: str | Path, split: str = "val") -> pa.Table:
+    """A caption table of the benchmark's distinct target scenes and their captions: held-out
+    *scenes* (of objects training never saw) for ``scot encoder recall``."""
+    root = Path(data)
+    caps, splits = root / f"captions/cap.rc2.{split}.json", root / f"image_splits/split.rc2.{split}.json"
+    for path in (caps, splits):
+        if not path.is_file():
+            raise ScotInputError(f"{path}: missing (not a clip-art benchmark folder, or no {split!r} split)")
+    images = json.loads(splits.read_text(encoding="utf-8"))
+    rows: dict[str, dict[str, str]] = {}
+    for record in json.loads(caps.read_text(encoding="utf-8")):
+        name, caption = record["target_hard"], record.get("target_caption")
+        if caption is None:
+            raise ScotInputError(f"{caps}: pairid {record['pairid']} has no target_caption")
+        rows.setdefault(name, {
+            "caption_id": ids.caption_id(SOURCE_BENCHMARK, name, caption), "image_id": name,
+            "image_uri": str((root / images[name]).resolve()), "caption": caption, "source": SOURCE_BENCHMARK,
+        })  # fmt: skip
+    return pa.Table.from_pylist(list(rows.values()), schema=CAPTIONS_SCHEMA)

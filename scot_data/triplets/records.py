@@ -54,6 +54,10 @@ def to_table(records: list, schema: pa.Schema) -> pa.Table:
     return pa.table({name: [getattr(r, name) for r in records] for name in schema.names}, schema=schema)
 
 
+# Optional column of synthetic triplets whose target image exists (rendered scenes): the
+# target's image_id, for training towards the target image instead of its caption.
+TARGET_IMAGE_COLUMN = "target_image_id"
+
 # The triplet stage's directory: every writer of one (generate, filter, mix) uses these.
 STAGE = "triplets"
 TRIPLETS_FILE = "triplets.parquet"
