@@ -293,6 +293,9 @@ def test_ablate_trains_each_variant_per_seed_and_scores_with_intervals(tiny_spec
     for row in results["rows"]:  # the kinds' R@1, weighted by their queries, make the whole
         whole = sum(counts[k] * row["by_kind"][k]["R@1"] for k in counts) / len(records)
         assert whole == pytest.approx(row["R@1"]["mean"], abs=0.1)
+        for kind in counts:
+            low, high = row["by_kind"][kind]["R@1_ci95"]
+            assert low <= row["by_kind"][kind]["R@1"] <= high
     kinds = kind_table(results)
     assert kinds["columns"] == ["variant", "add", "remove"] and len(kinds["rows"]) == len(results["rows"])
     text = markdown([ablation_table(results), kinds]).splitlines()

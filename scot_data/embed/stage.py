@@ -262,11 +262,10 @@ def remove_other_encoders(out: Path, encoder_key: str) -> int:
     return len(stale)
 
 
-def adopt_parts(source: Path, out: Path, encoder_key: str) -> int:
+def adopt_parts(source: Path, out: Path, encoder_key: str) -> None:
     """Link (or copy) the parts another output made with this encoder into ``out``, so rows
     embedded there are not embedded again; the same encoder key means the same vectors.
     An image part goes in after its rejects (a part counts only with them)."""
-    adopted = 0
     for kind in KINDS:
         for part in valid_parts(source, kind, encoder_key):
             pairs = [(part, out / kind / part.name)]
@@ -279,8 +278,6 @@ def adopt_parts(source: Path, out: Path, encoder_key: str) -> int:
                         os.link(src, dst)
                     except OSError:
                         atomic_write_bytes(dst, src.read_bytes())
-            adopted += 1
-    return adopted
 
 
 def _ids_in(paths: list[Path], column: str) -> set[str]:
