@@ -17,6 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+import rich
+
 from scot_data.captions.ingest import ingest_captions
 from scot_data.combiner.train import train_combiner
 from scot_data.embed.config import EmbedConfig
@@ -115,10 +117,11 @@ def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     assert spec.encoder is not None
     encoder = spec.encoder
     if encoder.backend == "lit-mini" and encoder.fit_lit:
-        # fit_lit draws on a stderr console of its own, which would tear a live view of
-        # the whole run: under one, its bars are left out (the stage row still runs).
+        # fit_lit draws on stderr by default, which would tear a live view of the whole
+        # run: under one, its bars go to the view's console, where they nest.
+        console = rich.get_console() if _shares_live_display() else None
         fit = fit_lit_from_captions(stage_dir(spec, "captions"), stage_dir(spec, "lit-mini"),
-                                    show_progress=show_progress and not _shares_live_display())  # fmt: skip
+                                    show_progress=show_progress, console=console)  # fmt: skip
         encoder = encoder.model_copy(update={"pretrained": fit.heads})
     cfg = EmbedConfig(
         encoder=spec_encoder(encoder),

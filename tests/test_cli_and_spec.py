@@ -267,3 +267,32 @@ def test_interrupted_run_stops_the_server_it_started(engine: str, signum: int, c
     assert process.returncode == 130 and "interrupted" in stdout, stdout + stderr
     assert leftovers(tmp_path) == [], stderr
     assert not list((tmp_path / "state/llm").glob("vllm-*.json"))
+
+
+def test_lit_mini_fit_draws_on_the_live_views_console(coco_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Under `scot run`'s live view the fit's bars go to the console the view draws on (they
+    nest there); without one, to its own stderr console."""
+    import rich
+
+    import scot_data.pipeline as pipeline
+    from scot_data.run_view import PipelineView
+
+    body = {"name": "t", "output_dir": str(tmp_path / "run"),
+            "captions": {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
+                         "images": str(coco_dir / "train2017")},
+            "encoder": {"backend": "lit-mini", "fit_lit": True}}  # fmt: skip
+    spec = load_spec(write_spec(tmp_path, body))
+    calls = []
+
+    def fit(captions, out, show_progress, console):
+        calls.append((show_progress, console))
+        raise ScotInputError("stop after the fit")  # the embedding itself is not under test
+
+    monkeypatch.setattr(pipeline, "fit_lit_from_captions", fit)
+    view = PipelineView("t", ["encoder"])
+    with view, pipeline.observed_by(view):
+        with pytest.raises(ScotInputError):
+            pipeline.RUNNERS["encoder"](spec, True)
+    with pytest.raises(ScotInputError):
+        pipeline.RUNNERS["encoder"](spec, True)
+    assert calls == [(True, rich.get_console()), (True, None)]

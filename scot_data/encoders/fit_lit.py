@@ -621,11 +621,14 @@ def fit_lit_heads(
     config: FitLitConfig = FitLitConfig(),
     inputs: list[InputRef] | None = None,
     show_progress: bool = True,
+    console: Console | None = None,
 ) -> FitLitResult:
     """Fit lit-mini heads on ``pairs`` and write heads, feature cache, model card and manifest.
 
     ``inputs`` names where the pairs came from for the manifest (default: a digest of the
     pairs themselves). A finished ``out_dir`` with the same inputs and settings is kept.
+    Progress and the summary go to ``console`` (default: stderr); a run's live view passes
+    the console it draws on, so the bars nest under it.
     """
     out = Path(out_dir)
     inputs = inputs or [InputRef("<pairs>", "pairs", pairs_digest(pairs))]
@@ -633,7 +636,8 @@ def fit_lit_heads(
     if is_complete(out, STAGE, fingerprint):
         return _finished_result(out)
     (out / "manifest.json").unlink(missing_ok=True)
-    console = Console(stderr=True, quiet=not show_progress)
+    if console is None or not show_progress:
+        console = Console(stderr=True, quiet=not show_progress)
     encoder = LitMiniEncoder(device=config.device, embed_dim=config.embed_dim, seed=config.seed)
     with Progress(console=console, disable=not show_progress) as progress:
         features = tower_features(encoder, pairs, out / FEATURES_FILE, config, progress)
@@ -676,6 +680,7 @@ def fit_lit_from_captions(
     out_dir: str | Path,
     config: FitLitConfig = FitLitConfig(),
     show_progress: bool = True,
+    console: Console | None = None,
 ) -> FitLitResult:
     """``scot encoder fit-lit --captions DIR [--captions DIR ...] --out PATH``: fit on one
     caption table (dir or file) or on several in order (single objects + scenes)."""
@@ -683,4 +688,4 @@ def fit_lit_from_captions(
     table_files = [_table_file(Path(source)) for source in sources]
     pairs = [pair for table_file in table_files for pair in read_caption_table(table_file)]
     inputs = [fingerprint_input(table_file) for table_file in table_files]
-    return fit_lit_heads(pairs, out_dir, config, inputs=inputs, show_progress=show_progress)
+    return fit_lit_heads(pairs, out_dir, config, inputs=inputs, show_progress=show_progress, console=console)
