@@ -158,9 +158,25 @@ def _words_overlap(objs: list[ClipartObject]) -> bool:
     return sum(map(len, words)) != len(set().union(*words))
 
 
+def _apply(reference: Scene, kind: EditKind, i: int, added: ClipartObject, y: str) -> Scene:
+    """The scene ``kind`` makes of ``reference``: its item ``i`` replaced by ``added``,
+    recoloured ``y`` or removed; ``added`` appended; or the background set to ``y``."""
+    changed = list(reference.items)
+    if kind == "replace":
+        changed[i] = Placed(added)
+    elif kind == "recolour":
+        changed[i] = Placed(changed[i].obj, y)
+    elif kind == "remove":
+        del changed[i]
+    elif kind == "add":
+        changed.append(Placed(added))
+    return Scene(tuple(changed), y if kind == "background" else reference.background)
+
+
 def _edit(kind: EditKind, rng: random.Random, objs: list[ClipartObject], palette: list[str],
           background_share: float) -> SceneTriplet:  # fmt: skip
-    """One scene edit of ``kind``: objects A, B, C and colours X (reference), Y (new)."""
+    """One scene edit of ``kind``: objects A, B, C and colours X (reference), Y (new). The
+    reference holds A and B for replace and remove (B is edited), A alone otherwise."""
     a, b, c = objs
     x, y = rng.sample(palette, 2)
     backdrop = x if rng.random() < background_share else None
@@ -173,22 +189,10 @@ def _edit(kind: EditKind, rng: random.Random, objs: list[ClipartObject], palette
         "y": y,
         "a_y": article(y),
     }
-    text = phrasing.format(**fields)
-    if kind == "replace":
-        return SceneTriplet(
-            kind, Scene((Placed(a), Placed(b)), backdrop), Scene((Placed(a), Placed(c)), backdrop), text
-        )
-    if kind == "add":
-        return SceneTriplet(
-            kind, Scene((Placed(a),), backdrop), Scene((Placed(a), Placed(b)), backdrop), text
-        )
-    if kind == "remove":
-        return SceneTriplet(
-            kind, Scene((Placed(a), Placed(b)), backdrop), Scene((Placed(a),), backdrop), text
-        )
-    if kind == "background":
-        return SceneTriplet(kind, Scene((Placed(a),), backdrop), Scene((Placed(a),), y), text)
-    return SceneTriplet(kind, Scene((Placed(a),), backdrop), Scene((Placed(a, y),), backdrop), text)
+    two = kind in ("replace", "remove")
+    reference = Scene((Placed(a), Placed(b)) if two else (Placed(a),), backdrop)
+    target = _apply(reference, kind, len(reference.items) - 1, c if kind == "replace" else b, y)
+    return SceneTriplet(kind, reference, target, phrasing.format(**fields))
 
 
 def plan_scene_triplets(
@@ -235,17 +239,7 @@ def _edit_of(reference: Scene, kind: EditKind, rng: random.Random, objects: list
               "a_b": article(added.name), "a_c": article(added.name), "y": y, "a_y": article(y)}  # fmt: skip
     phrasings = TWO_OBJECT_RECOLOUR if kind == "recolour" and kept else TRAIN_PHRASINGS[kind]
     text = rng.choice(phrasings).format(**fields)
-    changed = list(items)
-    if kind == "replace":
-        changed[i] = Placed(added)
-    elif kind == "recolour":
-        changed[i] = Placed(edited, y)
-    elif kind == "remove":
-        del changed[i]
-    elif kind == "add":
-        changed.append(Placed(added))
-    background = y if kind == "background" else reference.background
-    return SceneTriplet(kind, reference, Scene(tuple(changed), background), text)
+    return SceneTriplet(kind, reference, _apply(reference, kind, i, added, y), text)
 
 
 def further_edits(first: SceneTriplet, cfg: ScenesConfig, objects: list[ClipartObject],
@@ -344,8 +338,9 @@ def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfi
         objects = training_objects(source, cfg.max_name_words, cfg.seed, vocabulary)
         cutouts = {o.image_id: c for o in objects if (c := load_cutout(o.image_uri)) is not None}
         objects = [o for o in objects if o.image_id in cutouts]
-        planned = plan_scene_triplets(objects, cfg, list(look.colours))
-        edits = [[first, *further_edits(first, cfg, objects, list(look.colours))] for first in planned]
+        palette = list(look.colours)
+        planned = plan_scene_triplets(objects, cfg, palette)
+        edits = [[first, *further_edits(first, cfg, objects, palette)] for first in planned]
         scenes = [edit.reference for edit in planned]
         if cfg.render_targets:
             references = set(scenes)

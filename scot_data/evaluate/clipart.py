@@ -44,6 +44,7 @@ from scot_data import ids
 from scot_data.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from scot_data.captions.ingest import CAPTIONS_FILE, HOLDOUT_FILE
 from scot_data.captions.records import CAPTIONS_SCHEMA
+from scot_data.combiner.benchmarks import read_cirr
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     MANIFEST_NAME,
@@ -656,19 +657,14 @@ SOURCE_BENCHMARK = "clipart-benchmark"
 def target_caption_table(data: str | Path, split: str = "val") -> pa.Table:
     """A caption table of the benchmark's distinct target scenes and their captions: held-out
     *scenes* (of objects training never saw) for ``scot encoder recall``."""
-    root = Path(data)
-    caps, splits = root / f"captions/cap.rc2.{split}.json", root / f"image_splits/split.rc2.{split}.json"
-    for path in (caps, splits):
-        if not path.is_file():
-            raise ScotInputError(f"{path}: missing (not a clip-art benchmark folder, or no {split!r} split)")
-    images = json.loads(splits.read_text(encoding="utf-8"))
+    bench = read_cirr(data, split)
     rows: dict[str, dict[str, str]] = {}
-    for record in json.loads(caps.read_text(encoding="utf-8")):
-        name, caption = record["target_hard"], record.get("target_caption")
-        if caption is None:
-            raise ScotInputError(f"{caps}: pairid {record['pairid']} has no target_caption")
+    for query in bench.queries:
+        if not query.targets or query.target_caption is None:
+            raise ScotInputError(f"{bench.sources[0]}: pairid {query.query_id} has no target or target_caption")
+        name, caption = query.targets[0], query.target_caption
         rows.setdefault(name, {
             "caption_id": ids.caption_id(SOURCE_BENCHMARK, name, caption), "image_id": name,
-            "image_uri": str((root / images[name]).resolve()), "caption": caption, "source": SOURCE_BENCHMARK,
+            "image_uri": str(bench.gallery[name].resolve()), "caption": caption, "source": SOURCE_BENCHMARK,
         })  # fmt: skip
     return pa.Table.from_pylist(list(rows.values()), schema=CAPTIONS_SCHEMA)
