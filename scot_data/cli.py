@@ -27,6 +27,8 @@ from scot_data.combiner.train import TrainConfig, train_combiner
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.stage import embed_stage
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.registry import benchmark_names
+from scot_data.evaluate.stats import interval_text
 from scot_data.llm.models import resolve_model
 from scot_data.llm.server import (
     DEFAULT_VENV,
@@ -421,10 +423,10 @@ def train_command(
 @app.command("eval")
 @reports_input_errors
 def eval_command(
-    benchmark: str = typer.Option(..., "--benchmark", help="fashioniq | cirr | circo | clipart"),
+    benchmark: str = typer.Option(..., "--benchmark", help=" | ".join(benchmark_names())),
     data: Path = typer.Option(..., "--data", help="the benchmark's root, in its official layout"),
     out: Path = typer.Option(..., "--out", help="results.json, report.html, submission files"),
-    split: str = typer.Option("val", "--split"),
+    split: str = typer.Option("val", "--split", help="clipart: val to choose settings, test to report"),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="default: the encoder the Combiner was trained on"),
     combiner: Optional[Path] = typer.Option(None, "--combiner", help="combiner.safetensors or its training folder"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="gallery embedding cache (default: OUT/cache)"),
@@ -441,7 +443,7 @@ def eval_command(
     cfg = _validated(
         TypeAdapter(EvalConfig),
         {"benchmark": benchmark, "data": data, "split": split, "encoder": encoder, "combiner": combiner,
-         "image_root": image_root, "categories": tuple(category) if category else None, "device": device,
+         "image_root": image_root, "categories": tuple(category or ()), "device": device,
          "num_workers": workers},
     )  # fmt: skip
     results = evaluate(cfg, out, cache, show_progress=progress)
@@ -450,20 +452,26 @@ def eval_command(
 
 
 def print_metrics(results: dict[str, Any]) -> None:
-    """One table per scored benchmark: methods as rows, metrics as columns."""
-    print_metric_tables(results["metrics"], f"{results['split']} ({results['query_count']} queries)")
+    """One table per scored benchmark: methods as rows, metrics as columns, Δ vs sum."""
+    print_metric_tables(results["metrics"], results.get("deltas", {}),
+                        f"{results['split']} ({results['query_count']} queries)")  # fmt: skip
     for name in results.get("submissions", []):
         typer.echo(f"submission file: {name}")
 
 
-def print_metric_tables(metrics: dict[str, dict[str, dict[str, float]]], title: str = "") -> None:
+def print_metric_tables(metrics: dict[str, dict[str, dict[str, float]]], deltas: dict[str, Any],
+                        title: str = "") -> None:  # fmt: skip
+    """Per benchmark part: each method's metrics, then each method minus sum with its paired
+    95% interval (``*``: the interval excludes 0)."""
     for name, by_method in metrics.items():
         columns = list(next(iter(by_method.values())))
-        table = Table(title=f"{name} {title}".strip())
+        table = Table(title=f"{name} {title}".strip(), caption="Δ: minus sum, paired 95% bootstrap interval over queries")
         for column in ["method", *columns]:
             table.add_column(column)
         for method, values in by_method.items():
             table.add_row(method, *(f"{values[c]:.1f}" for c in columns))
+        for method, by_metric in deltas.get(name, {}).items():
+            table.add_row(f"Δ {method}", *(interval_text(by_metric[c], signed=True) for c in columns))
         console.print(table)
 
 
@@ -474,12 +482,11 @@ def ablate_command(
     out: Path = typer.Option(..., "--out", help="runs, ablation.json, report.html"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train each variant over the seeds, score it on the benchmark, print mean [95% CI]."""
+    """Train each variant over the seeds, score both splits, select on val, print test with Δ vs sum."""
     from scot_data.atomic import atomic_write_bytes
     from scot_data.evaluate.ablate import (
         MARKDOWN_FILE,
-        ablation_table,
-        kind_table,
+        ablation_tables,
         load_ablation,
         markdown,
         run_ablation,
@@ -488,7 +495,7 @@ def ablate_command(
 
     cfg = load_ablation(spec)
     results = run_ablation(cfg, out, show_progress=progress)
-    tables = [t for t in (ablation_table(results), kind_table(results)) if t is not None]
+    tables = ablation_tables(results)
     for table in tables:
         shown = Table(title=table["title"], caption=table["note"])
         for column in table["columns"]:
@@ -496,9 +503,10 @@ def ablate_command(
         for row in table["rows"]:
             shown.add_row(*map(str, row))
         console.print(shown)
-    report = {"benchmark": "clipart", "split": cfg.split, "encoder": "see the rows", "combiner": None,
+    report = {"benchmark": "clipart", "split": cfg.report_split, "encoder": "see the rows", "combiner": None,
               "methods": [], "metrics": {}, "queries": [], "tables": tables}  # fmt: skip
     atomic_write_bytes(out / MARKDOWN_FILE, markdown(tables).encode("utf-8"))
+    typer.echo(f"selected on {cfg.select_split} by {cfg.select_metric}: {results['selected']}")
     typer.echo(f"report: {write_report(report, out)}; markdown: {out / MARKDOWN_FILE}")
 
 
@@ -549,11 +557,12 @@ def report_command(
 def bench_build_clipart(
     captions: Path = typer.Option(..., "--captions", help="a finished caption directory with holdout.parquet"),
     out: Path = typer.Option(..., "--out", help="benchmark folder (CIRR layout)"),
-    queries_per_kind: int = typer.Option(100, "--queries-per-kind"),
+    queries_per_kind: int = typer.Option(100, "--queries-per-kind", help="per edit kind, in each split"),
     seed: int = typer.Option(0, "--seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Build the clip-art composed-retrieval benchmark from drawings training never saw."""
+    """Build the clip-art composed-retrieval benchmark (val and test splits over disjoint objects)
+    from drawings training never saw."""
     from scot_data.evaluate.clipart import ClipartBenchConfig, build_clipart_benchmark
 
     cfg = _validated(TypeAdapter(ClipartBenchConfig), {"queries_per_kind": queries_per_kind, "seed": seed})
@@ -626,7 +635,7 @@ def run(
     console.print(summary_table(title, results))
     for result in results:
         if result.stage == "evaluate":
-            print_metric_tables(result.summary["metrics"], "(recall in %)")
+            print_metric_tables(result.summary["metrics"], result.summary.get("deltas", {}), "(recall in %)")
             for report in result.summary["reports"]:
                 typer.echo(f"report: {report}")
     typer.echo(f"total {time.perf_counter() - started:.1f} s")

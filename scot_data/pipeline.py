@@ -145,33 +145,36 @@ def _run_train(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
 
 
 def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
-    """Each benchmark of the spec (the clip-art one built first when asked), with the run's
-    Combiner when it has one; results.json + report.html per benchmark under ``<out>/eval``."""
-    from scot_data.evaluate.clipart import ClipartBenchConfig, build_clipart_benchmark
+    """Each benchmark of the spec (built first when asked) on each of its splits, with the
+    run's Combiner when it has one; results.json, queries.parquet and report.html per split
+    under ``<out>/eval/<name>-<split>``. The summary keys tables by "<part> <split>"."""
     from scot_data.evaluate.evaluate import EvalConfig, evaluate
+    from scot_data.evaluate.gallery import encoder_cache
+    from scot_data.evaluate.registry import get_benchmark
     from scot_data.evaluate.report import write_report
 
     assert spec.evaluate is not None
-    summary: dict[str, Any] = {"metrics": {}, "reports": []}
+    summary: dict[str, Any] = {"metrics": {}, "deltas": {}, "reports": []}
     if not spec.evaluate.benchmarks:
         return summary
     combiner = stage_dir(spec, "combiner") / "combiner.safetensors" if spec.train is not None else None
     embeddings = read_manifest(stage_dir(spec, "embeddings"))
     if embeddings is None:
         raise ScotInputError(f"{stage_dir(spec, 'embeddings')}: the evaluate stage needs the encoder stage's output")
+    encoder = embeddings["encoder"]["spec"]
     for bench in spec.evaluate.benchmarks:
-        if bench.build:
-            if bench.name != "clipart":
-                raise ScotInputError(f"evaluate.benchmarks: build is for clipart only, not {bench.name}")
-            build_clipart_benchmark(stage_dir(spec, "captions"), bench.data,
-                                    ClipartBenchConfig(split=bench.split, queries_per_kind=bench.queries_per_kind),
-                                    show_progress=show_progress)  # fmt: skip
-        out = stage_dir(spec, "eval") / f"{bench.name}-{bench.split}"
-        cfg = EvalConfig(benchmark=bench.name, data=bench.data, split=bench.split, combiner=combiner,
-                         encoder=embeddings["encoder"]["spec"], device=spec.encoder.device if spec.encoder else "auto")  # fmt: skip
-        results = evaluate(cfg, out, stage_dir(spec, "eval") / "cache", show_progress=show_progress)
-        summary["metrics"].update(results["metrics"])
-        summary["reports"].append(str(write_report(results, out)))
+        entry = get_benchmark(bench.name)
+        if bench.build and entry.build is not None:
+            entry.build(stage_dir(spec, "captions"), bench.data, bench.queries_per_kind, show_progress)
+        for split in bench.splits:
+            out = stage_dir(spec, "eval") / f"{bench.name}-{split}"
+            cfg = EvalConfig(benchmark=bench.name, data=bench.data, split=split, combiner=combiner, encoder=encoder,
+                             device=spec.encoder.device if spec.encoder else "auto")  # fmt: skip
+            cache = encoder_cache(stage_dir(spec, "eval") / "cache", encoder)
+            results = evaluate(cfg, out, cache, show_progress=show_progress)
+            summary["metrics"].update({f"{part} {split}": m for part, m in results["metrics"].items()})
+            summary["deltas"].update({f"{part} {split}": d for part, d in results["deltas"].items()})
+            summary["reports"].append(str(write_report(results, out)))
     return summary
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scot_data.captions.config import CaptionsConfig
 from scot_data.combiner.train import TrainConfig
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.registry import benchmark_names, get_benchmark
 from scot_data.triplets.config import TripletsConfig
 
 
@@ -36,13 +37,21 @@ class EncoderConfig(_Section):
 
 
 class BenchmarkConfig(_Section):
-    """One composed-retrieval benchmark in its official layout."""
+    """One composed-retrieval benchmark in its official layout (names: the evaluation registry)."""
 
-    name: Literal["fashioniq", "cirr", "circo", "clipart"]
+    name: Literal[benchmark_names()]  # type: ignore[valid-type]
     data: Path
-    split: str = "val"
-    build: bool = Field(False, description="clipart only: build it first from this run's held-out captions")
-    queries_per_kind: int = Field(100, ge=1, description="clipart build: queries of each edit kind")
+    splits: tuple[str, ...] = Field(
+        ("val",), min_length=1, description="splits to score, each into eval/<name>-<split>; hidden test splits get submission files"
+    )
+    build: bool = Field(False, description="build it first from this run's held-out captions (clipart)")
+    queries_per_kind: int = Field(100, ge=1, description="build: queries of each edit kind, per split")
+
+    @model_validator(mode="after")
+    def _buildable(self) -> BenchmarkConfig:
+        if self.build and get_benchmark(self.name).build is None:
+            raise ValueError(f"build: {self.name} ships its own files; only a benchmark with a builder is built")
+        return self
 
 
 class EvaluateConfig(_Section):

@@ -107,6 +107,17 @@ def test_shipped_specs_validate(name: str) -> None:
     assert spec.triplets is not None and spec.encoder is not None
 
 
+@pytest.mark.parametrize("name", ["clipart", "demo"])
+def test_shipped_ablations_choose_on_val_and_report_test(name: str) -> None:
+    from scot_data.evaluate.ablate import load_ablation
+
+    ablation = load_ablation(REPO / "pipelines" / "ablations" / f"{name}.yaml")
+    assert (ablation.select_split, ablation.report_split) == ("val", "test") and len(ablation.seeds) == 3
+    demo = load_spec(REPO / "pipelines" / "demo.yaml")
+    assert demo.evaluate is not None and demo.evaluate.benchmarks[0].splits == ("val", "test")
+    assert ablation.benchmark == demo.evaluate.benchmarks[0].data and ablation.cache == demo.out / "eval" / "cache"
+
+
 def test_run_skips_complete_stage_and_reruns_on_change(coco_dir: Path, tmp_path: Path) -> None:
     annotations = coco_dir / "annotations/captions_train2017.json"
     body = {
@@ -118,7 +129,8 @@ def test_run_skips_complete_stage_and_reruns_on_change(coco_dir: Path, tmp_path:
     spec = load_spec(write_spec(tmp_path, body))
     first = {r.stage: r for r in run_pipeline(spec, show_progress=False)}
     assert first["captions"].status == "done" and first["captions"].summary["rows"] == 5
-    assert first["evaluate"].status == "done" and first["evaluate"].summary == {"metrics": {}, "reports": []}
+    assert first["evaluate"].status == "done"
+    assert first["evaluate"].summary == {"metrics": {}, "deltas": {}, "reports": []}
 
     second = {r.stage: r for r in run_pipeline(spec, show_progress=False)}
     assert second["captions"].status == "skipped (complete)" and second["captions"].summary["rows"] == 5
@@ -128,6 +140,36 @@ def test_run_skips_complete_stage_and_reruns_on_change(coco_dir: Path, tmp_path:
     assert third["captions"].status == "done"
     captions = pq.read_table(tmp_path / "run/captions/captions.parquet").column("caption").to_pylist()
     assert "A bowl of pears." in captions and "A bowl of fruit." not in captions
+
+
+def test_run_evaluates_a_real_benchmark_on_each_split(coco_dir: Path, tiny_spec: str, tmp_path: Path) -> None:
+    """captions -> template triplets -> embeddings -> Combiner -> evaluate on a CIRR-layout
+    benchmark with val and test splits whose targets are pixel copies of their references:
+    image-only search must find every one at rank 1 (the reference removed), on both splits."""
+    from tests.test_evaluate import COPIES, copy_cirr_layout
+
+    bench = copy_cirr_layout(copy_cirr_layout(tmp_path / "bench", "val"), "test")
+    body = {
+        "name": "t", "output_dir": str(tmp_path / "run"),
+        "captions": {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
+                     "images": str(coco_dir / "train2017")},
+        "triplets": {"backend": "template"},
+        "encoder": {"backend": "open_clip", "model": tiny_spec.split(":", 1)[1], "device": "cpu"},
+        "train": {"epochs": 2, "batch_size": 4, "device": "cpu", "val_fraction": 0.0},
+        "evaluate": {"benchmarks": [{"name": "cirr", "data": str(bench), "splits": ["val", "test"]}]},
+    }  # fmt: skip
+    results = {r.stage: r for r in run_pipeline(load_spec(write_spec(tmp_path, body)), show_progress=False)}
+    summary = results["evaluate"].summary
+    assert list(summary["metrics"]) == ["cirr val", "cirr test"]
+    for split in ("val", "test"):
+        metrics, deltas = summary["metrics"][f"cirr {split}"], summary["deltas"][f"cirr {split}"]
+        assert set(metrics) == {"image_only", "text_only", "sum", "combiner"}
+        assert metrics["image_only"]["R@1"] == 100.0 and metrics["image_only"]["R_subset@1"] == 100.0
+        assert deltas["image_only"]["R@1"]["mean"] == pytest.approx(100.0 - metrics["sum"]["R@1"], abs=0.051)
+        ranks = pq.read_table(tmp_path / "run" / "eval" / f"cirr-{split}" / "queries.parquet")
+        assert ranks.column("rank_image_only").to_pylist() == [1] * COPIES
+        assert all(0.0 < lam < 1.0 for lam in ranks.column("lambda").to_pylist())
+    assert [Path(p).parent.name for p in summary["reports"]] == ["cirr-val", "cirr-test"]
 
 
 def coco_spec(tmp_path: Path, coco_dir: Path, out: str = "run", **sections: dict) -> Path:

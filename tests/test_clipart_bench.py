@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw
 
-from scot_data.combiner.benchmarks import read_cirr, score_cirr
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.cirr import read_split
 from scot_data.evaluate.clipart import (
     KINDS,
     ClipartBenchConfig,
@@ -26,6 +26,7 @@ from scot_data.evaluate.clipart import (
     is_usable_name,
     normalise_name,
     plan_queries,
+    split_objects,
     training_names,
     word_vocabulary,
 )
@@ -53,7 +54,8 @@ TRAINING_ONLY = ("otter", "paper kite")  # also held out: must never be used
 SIZE = 224
 # The fixture's names are test words, not all in the text tower's vocabulary (see
 # test_known_words_keep_names_the_text_tower_knows for that filter).
-CFG = ClipartBenchConfig(queries_per_kind=6, known_words=False)
+CFG = ClipartBenchConfig(queries_per_kind=6, known_words=False, min_objects=10)
+SPLITS = ("val", "test")
 
 
 def _shape(
@@ -151,8 +153,13 @@ def built(captions_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _records(out: Path) -> list[dict]:
-    return json.loads((out / "captions" / "cap.rc2.val.json").read_text())
+def _records(out: Path, split: str = "val") -> list[dict]:
+    return json.loads((out / "captions" / f"cap.rc2.{split}.json").read_text())
+
+
+def _objects_of(out: Path, split: str) -> set[str]:
+    """Every object name in the split's texts and target captions (read from the files)."""
+    return {name for r in _records(out, split) for name in _names() if name in r["target_caption"] + r["caption"]}
 
 
 def test_names_and_articles() -> None:
@@ -173,19 +180,43 @@ def test_unseen_objects_only(captions_dir: Path) -> None:
     assert set(drawings) == _names() | {"lonely dot", "blue panel"} and len(drawings["badger"]) == 2
 
 
-def test_reads_as_cirr_and_oracle_scores_100(built: Path) -> None:
-    bench = read_cirr(built, split="val")
+@pytest.mark.parametrize("split", SPLITS)
+def test_reads_as_cirr_and_oracle_scores_100(built: Path, split: str) -> None:
+    from scot_data.evaluate.registry import get_benchmark
+
+    bench = read_split(built, split=split, name="clipart")
     assert len(bench.queries) == CFG.queries_per_kind * len(KINDS)
     targets = bench.columns([q.targets[0] for q in bench.queries])
     scores = np.zeros((len(bench.queries), len(bench.gallery)))
     scores[np.arange(len(targets)), targets] = 1.0
-    metrics = score_cirr(scores, bench)
-    assert metrics["R@1"] == 100.0 and metrics["R_subset@1"] == 100.0
+    values = get_benchmark("clipart").query_values(bench, scores)
+    assert values["R@1"].tolist() == [1.0] * len(targets) and values["R_subset@1"].mean() == 1.0
+
+
+def test_val_and_test_use_disjoint_objects_and_images(built: Path) -> None:
+    val, test = (_objects_of(built, split) for split in SPLITS)
+    assert val and test and not val & test
+    listings = [json.loads((built / "image_splits" / f"split.rc2.{s}.json").read_text()) for s in SPLITS]
+    assert not set(listings[0]) & set(listings[1])
+    stats = json.loads((built / "stats.json").read_text())
+    assert set(stats["objects"]["val"]) == val and set(stats["objects"]["test"]) == test
+    assert stats["queries"] == {s: dict.fromkeys(KINDS, 6) for s in SPLITS}
+
+
+def test_objects_are_dealt_by_share_and_seed() -> None:
+    objects = [ClipartObject(n, n.replace(" ", "-"), "unused") for n in sorted(_names())]
+    parts = split_objects(objects, CFG)
+    assert [len(parts[s]) for s in SPLITS] == [round(0.4 * len(objects)), len(objects) - round(0.4 * len(objects))]
+    assert sorted(o.name for part in parts.values() for o in part) == sorted(o.name for o in objects)
+    assert split_objects(list(reversed(objects)), CFG)["val"] == [o for o in reversed(objects) if o in parts["val"]]
+    other = split_objects(objects, CFG.model_copy(update={"seed": 1}))
+    assert {o.name for o in other["val"]} != {o.name for o in parts["val"]}
 
 
 def test_layout_members_and_images(built: Path) -> None:
     records = _records(built)
     split = json.loads((built / "image_splits" / "split.rc2.val.json").read_text())
+    both = split | json.loads((built / "image_splits" / "split.rc2.test.json").read_text())
     assert {kind: sum(r["edit_kind"] == kind for r in records) for kind in KINDS} == dict.fromkeys(KINDS, 6)
     for r in records:
         members = r["img_set"]["members"]
@@ -197,9 +228,9 @@ def test_layout_members_and_images(built: Path) -> None:
         assert name.startswith("clipart-") and len(name) == len("clipart-") + 20
         with Image.open(built / rel) as image:
             assert image.size == (SIZE, SIZE) and image.mode == "RGB"
-    assert sorted(p.name for p in (built / "images").iterdir()) == sorted(f"{n}.png" for n in split)
+    assert sorted(p.name for p in (built / "images").iterdir()) == sorted(f"{n}.png" for n in both)
     stats = json.loads((built / "stats.json").read_text())
-    assert stats["objects_available"] == len(_names()) and set(stats["objects"]) <= _names()
+    assert stats["objects_available"] == len(_names()) and set().union(*stats["objects"].values()) <= _names()
 
 
 def test_texts_name_the_edited_parts() -> None:
@@ -252,7 +283,7 @@ def test_training_names_never_in_texts(built: Path) -> None:
 def test_rebuild_is_skipped(built: Path, captions_dir: Path) -> None:
     summary = build_clipart_benchmark(captions_dir, built, CFG, show_progress=False)
     assert summary.skipped and summary.images_rendered == 0
-    assert summary.queries == dict.fromkeys(KINDS, 6)
+    assert summary.queries == {s: dict.fromkeys(KINDS, 6) for s in SPLITS}
 
 
 def test_deterministic_and_resumes(built: Path, captions_dir: Path, tmp_path: Path) -> None:
@@ -276,8 +307,9 @@ def test_missing_holdout_names_the_file(tmp_path: Path) -> None:
 
 
 def test_too_few_objects(captions_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ScotInputError, match=r"holdout\.parquet: 38 usable unseen objects, need at least 50"):
-        build_clipart_benchmark(captions_dir, tmp_path, CFG.model_copy(update={"min_objects": 50}))
+    with pytest.raises(ScotInputError, match=r"holdout\.parquet: split 'val' gets 15 of 38 usable unseen objects, "
+                                             r"need at least 16"):
+        build_clipart_benchmark(captions_dir, tmp_path, CFG.model_copy(update={"min_objects": 16}))
 
 
 def test_known_words_keep_names_the_text_tower_knows(tmp_path: Path) -> None:
@@ -300,5 +332,7 @@ def test_target_caption_table_lists_each_target_scene_once(built: Path, tmp_path
     caption_of = {r["target_hard"]: r["target_caption"] for r in records}
     for row in table:
         assert row["caption"] == caption_of[row["image_id"]] and Path(row["image_uri"]).is_file()
-    with pytest.raises(ScotInputError, match=r"rc2\.test\.json: missing"):
-        target_caption_table(built, "test")
+    assert {r["caption"] for r in target_caption_table(built, "test").to_pylist()} == {
+        r["target_caption"] for r in _records(built, "test")}
+    with pytest.raises(ScotInputError, match=r"rc2\.train\.json: missing"):
+        target_caption_table(built, "train")

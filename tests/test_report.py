@@ -187,3 +187,25 @@ def test_test_split_query_without_targets_has_no_miss_line() -> None:
     query = {"benchmark": "cirr", "query_id": "1", "text": "t", "targets": [], "top_k": {"sum": [item]}}
     text = render_report({"queries": [query]})
     assert "target not in top" not in text and 'class="ph"' in text
+
+
+def test_paired_delta_rows_show_intervals_and_mark_only_those_excluding_zero(tmp_path: Path) -> None:
+    deltas = {"combiner": {"R@1": {"mean": 6.75, "ci95": [2.0, 11.5], "excludes_zero": True},
+                           "R@5": {"mean": -1.0, "ci95": [-4.0, 2.0], "excludes_zero": False}},
+              "image_only": {"R@1": {"mean": -13.0, "ci95": [-18.0, -8.0], "excludes_zero": True}}}  # fmt: skip
+    metrics = {m: {k: v for k, v in METRICS[m].items() if k != "R@10"} for m in METRICS}
+    results = {"benchmark": "clipart", "split": "test", "methods": list(LABELS),
+               "metrics": {"clipart": metrics}, "deltas": {"clipart": deltas}}  # fmt: skip
+    text = write_report(results, tmp_path).read_text()
+    assert _row(text, "Combiner − sum") == ["+6.8 [+2.0, +11.5]*", "-1.0 [-4.0, +2.0]"]
+    assert _row(text, "image only − sum") == ["-13.0 [-18.0, -8.0]*", "–"]
+    assert 'class="pos">+6.8 [+2.0, +11.5]*<' in text and 'class="neg">-13.0' in text
+    assert DELTA_LABEL not in text  # the unpaired row gives way to the paired one
+
+
+def test_worst_queries_section_shows_both_ranks(report: tuple[dict[str, Any], Path, str], tmp_path: Path) -> None:
+    results, _, _ = report
+    worst = [{**results["queries"][0], "ranks": {"combiner": 9, "sum": 2}}]
+    text = write_report({**results, "worst_queries": worst}, tmp_path).read_text()
+    assert "Where the Combiner loses most to sum" in text and "target rank: Combiner #9, sum (V + T_m) #2" in text
+    assert "Where the Combiner loses most" not in write_report(results, tmp_path).read_text()

@@ -321,7 +321,7 @@ def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfi
     out, source = Path(out_dir), Path(captions_dir) / CAPTIONS_FILE
     captions_out, triplets_out = out / "captions", out / "triplets"
     inputs = [fingerprint_input(source)]
-    config = {**cfg.fingerprint_config(), "render": ClipartBenchConfig().model_dump(mode="json")}
+    config = {**cfg.fingerprint_config(), "render": ClipartBenchConfig().render_config()}
     done = [is_complete(d, stage, stage_fingerprint(stage, config, inputs))
             for d, stage in ((captions_out, "captions"), (triplets_out, "triplets"))]  # fmt: skip
     if all(done):

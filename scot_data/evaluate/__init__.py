@@ -1,26 +1,10 @@
-"""Evaluation: benchmark building, gallery caching, scoring, search and reports.
+"""Evaluation: benchmarks (one registry), metrics, paired statistics, reports, search.
 
-``evaluate(EvalConfig(...), out)`` scores a benchmark in its official layout (gallery
-through the embedding cache) with the three baselines and a Combiner; ``write_report``
-renders its ``results.json``; ``build_clipart_benchmark`` makes the offline clip-art set;
-``Retriever`` and ``search`` answer one composed query over any embedding cache. No Prefect.
+``registry.BENCHMARKS`` names every benchmark (reader, per-query metrics, protocol,
+submission writer, builder); ``evaluate.evaluate(EvalConfig(...), out)`` scores one with
+the baselines and a Combiner through the gallery cache; ``stats`` gives paired bootstrap
+intervals of one method minus another; ``report.write_report`` renders ``results.json``;
+``ablate`` runs the paper's ablations (chosen on val, reported on test); ``clipart`` builds
+the offline benchmark; ``retriever`` / ``search`` answer one composed query. No Prefect.
+Nothing is imported here, so reading the registry (the spec does) does not load torch.
 """
-
-from scot_data.evaluate.clipart import ClipartBenchConfig, ClipartBenchSummary, build_clipart_benchmark
-from scot_data.evaluate.evaluate import EvalConfig, evaluate
-from scot_data.evaluate.report import write_report
-from scot_data.evaluate.retriever import Retriever, SearchResult
-from scot_data.evaluate.search import SearchOutput, search
-
-__all__ = [
-    "ClipartBenchConfig",
-    "ClipartBenchSummary",
-    "EvalConfig",
-    "Retriever",
-    "SearchOutput",
-    "SearchResult",
-    "build_clipart_benchmark",
-    "evaluate",
-    "search",
-    "write_report",
-]

@@ -1,12 +1,17 @@
-"""``scot ablate``: the paper's ablations as one command, over seeds, with bootstrap intervals.
+"""``scot ablate``: the paper's ablations as one command, chosen on val, reported on test.
 
 An ablation file names a benchmark and a list of variants; each variant is a training set
 (an embedding cache and its triplets) plus overrides of the training config. Every
-variant is trained once per seed (each run resumable and skipped when already finished),
-scored on the benchmark through the gallery cache of its encoder, and summarised per
-metric as the mean over seeds with a 95% bootstrap interval over queries (queries are
-resampled; each query's hit is first averaged over the seeds). The baselines (image only,
-text only, sum) get the same treatment for each encoder, so every row is comparable.
+variant is trained once per seed (each run resumable and skipped when already finished)
+and scored on both splits of the benchmark through the gallery cache of its encoder. The
+baselines (image only, text only, sum, the target caption as query) are scored for each
+encoder on the same queries.
+
+Per split and metric a row gets its mean over seeds, the seed spread and a 95% bootstrap
+interval that resamples queries and seeds, and its difference from the same encoder's sum
+with a *paired* interval (``stats.py``). The variant with the best ``select_metric`` on
+the selection split (val) is the one the project ships; the report split (test) is the one
+quoted — it never informs a choice.
 """
 
 from __future__ import annotations
@@ -20,23 +25,24 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import Progress
 
-from scot_data import ids
 from scot_data.atomic import atomic_write_json
-from scot_data.combiner.benchmarks import Benchmark
 from scot_data.combiner.checkpoint import load_combiner
-from scot_data.combiner.metrics import exclude_columns, subset_target_ranks, target_ranks
 from scot_data.combiner.train import COMBINER_FILE, TrainConfig, train_combiner
 from scot_data.embed.config import EmbedConfig
 from scot_data.errors import ScotInputError
-from scot_data.evaluate.evaluate import EvalConfig, load_benchmarks, score_methods
-from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark
+from scot_data.evaluate.benchmark import Benchmark
+from scot_data.evaluate.evaluate import REFERENCE_METHOD, EvalConfig, score_methods
+from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark, encoder_cache
+from scot_data.evaluate.registry import get_benchmark
+from scot_data.evaluate.stats import interval_text, paired_difference
 from scot_data.manifest import read_manifest
 from scot_data.triplets.mix import mix_triplets
 
 RESULTS_FILE = "ablation.json"
 MARKDOWN_FILE = "ablation.md"
-RECALL_KS = (1, 10, 50)
+METRICS = ("R@1", "R@10", "R@50", "R_subset@1")
 KIND_METRICS = ("R@1", "R@10")
+BASELINE_LABEL = "{method} ({encoder})"
 
 
 class MixSource(BaseModel):
@@ -88,12 +94,28 @@ class AblationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    benchmark: Path = Field(description="a clip-art (CIRR-layout) benchmark folder")
-    split: str = "val"
+    benchmark: Path = Field(description="a clip-art (CIRR-layout) benchmark folder with both splits")
+    select_split: str = Field("val", description="the split every choice is made on")
+    report_split: str = Field("test", description="the split the tables quote; it decides nothing")
+    select_metric: str = Field("R@1", description="the metric that picks the shipped variant on select_split")
+    cache: Path | None = Field(None, description="gallery cache root (per encoder); default: OUT/cache")
     seeds: tuple[int, ...] = (0, 1, 2)
-    bootstrap: int = Field(1000, ge=100)
+    bootstrap: int = Field(2000, ge=100)
     train: TrainConfig = TrainConfig()
     variants: list[Variant]
+
+    @model_validator(mode="after")
+    def _two_splits(self) -> AblationConfig:
+        if self.select_split == self.report_split:
+            raise ValueError("select_split and report_split must differ (a choice made on the reported split "
+                             "is an in-sample figure)")
+        if self.select_metric not in METRICS:
+            raise ValueError(f"select_metric must be one of {', '.join(METRICS)}")
+        return self
+
+    @property
+    def splits(self) -> tuple[str, str]:
+        return self.select_split, self.report_split
 
 
 def load_ablation(path: str | Path) -> AblationConfig:
@@ -107,44 +129,31 @@ def load_ablation(path: str | Path) -> AblationConfig:
         raise ScotInputError(f"{file}: {'.'.join(map(str, problem['loc']))}: {problem['msg']}") from exc
 
 
-def query_hits(bench: Benchmark, scores: np.ndarray) -> dict[str, np.ndarray]:
-    """Per query, 0/1: target in the top K (reference excluded) and top 1 of its subset."""
-    references = bench.columns([q.reference for q in bench.queries])
-    targets = bench.columns([q.targets[0] for q in bench.queries])
-    ranks = target_ranks(exclude_columns(scores, references), targets)
-    hits = {f"R@{k}": (ranks < k).astype(float) for k in RECALL_KS}
-    subsets = [bench.columns(list(q.members)) for q in bench.queries]
-    hits["R_subset@1"] = (subset_target_ranks(scores, targets, subsets, references) < 1).astype(float)
-    return hits
+Hits = dict[str, np.ndarray]  # metric -> (queries,) per-query values
 
 
-def bootstrap_interval(hits: np.ndarray, draws: int, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``hits`` (per-query values), in percent."""
-    rng = np.random.default_rng(seed)
-    means = hits[rng.integers(0, len(hits), size=(draws, len(hits)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return round(100 * float(low), 1), round(100 * float(high), 1)
+def query_hits(bench: Benchmark, scores: np.ndarray) -> Hits:
+    """Per query, 0/1 for each reported metric under the benchmark's protocol."""
+    values = get_benchmark("clipart").query_values(bench, scores)
+    return {m: values[m] for m in METRICS}
 
 
-def summarise(
-    label: str, per_seed: list[dict[str, np.ndarray]], draws: int, kinds: list[str | None]
-) -> dict[str, Any]:
-    """Mean over seeds, seed spread and the bootstrap interval, per metric; R@1 and R@10
-    per edit kind (where the benchmark labels kinds: which edits a variant gets right),
-    with the R@1 interval over that kind's queries."""
-    row: dict[str, Any] = {"label": label, "seeds": len(per_seed), "by_kind": {}}
+def summarise(label: str, per_seed: list[Hits], base: Hits | None, draws: int,
+              kinds: list[str | None]) -> dict[str, Any]:  # fmt: skip
+    """One row of one split: per metric the mean over seeds with its interval (queries and
+    seeds resampled) and, given the baseline's hits, the paired difference from it; R@1 and
+    R@10 per edit kind with the R@1 interval over that kind's queries."""
+    row: dict[str, Any] = {"label": label, "seeds": len(per_seed), "by_kind": {}, "delta": {}}
+    for metric in METRICS:
+        stacked = np.stack([hits[metric] for hits in per_seed])
+        row[metric] = paired_difference(stacked, draws=draws).as_dict()
+        if base is not None:
+            row["delta"][metric] = paired_difference(stacked, base[metric], draws=draws).as_dict()
     labels = np.array([k or "" for k in kinds])
     for kind in sorted(set(kinds) - {None}):
-        per_query = {m: np.stack([h[m][labels == kind] for h in per_seed]).mean(axis=0) for m in KIND_METRICS}
-        row["by_kind"][kind] = {m: round(100 * float(hits.mean()), 1) for m, hits in per_query.items()}
-        row["by_kind"][kind]["R@1_ci95"] = bootstrap_interval(per_query["R@1"], draws)
-    for metric in per_seed[0]:
-        stacked = np.stack([hits[metric] for hits in per_seed])
-        row[metric] = {
-            "mean": round(100 * float(stacked.mean()), 1),
-            "seed_std": round(100 * float(stacked.mean(axis=1).std()), 1),
-            "ci95": bootstrap_interval(stacked.mean(axis=0), draws),
-        }
+        stacked = {m: np.stack([h[m][labels == kind] for h in per_seed]) for m in KIND_METRICS}
+        row["by_kind"][kind] = {m: round(100 * float(v.mean()), 1) for m, v in stacked.items()}
+        row["by_kind"][kind]["R@1_ci95"] = paired_difference(stacked["R@1"], draws=draws).as_dict()["ci95"]
     return row
 
 
@@ -155,74 +164,116 @@ def _encoder_of(embeddings: Path) -> str:
     return str(manifest["encoder"]["spec"])
 
 
-def _benchmark(
-    cfg: AblationConfig, encoder: str, cache: Path, progress: bool
-) -> tuple[Benchmark, BenchmarkEmbeddings]:
-    """The benchmark and its vectors under ``encoder`` (one gallery cache per encoder)."""
-    eval_cfg = EvalConfig(benchmark="clipart", data=cfg.benchmark, split=cfg.split, encoder=encoder)
-    bench = load_benchmarks(eval_cfg)[0]
-    cache_root = cache / ids.stable_id("encoder", encoder)
-    return bench, embed_benchmark(bench, EmbedConfig(encoder=encoder), cache_root, progress)
+Embedded = dict[str, tuple[Benchmark, BenchmarkEmbeddings]]  # split -> benchmark and its vectors
+
+
+def _benchmark(cfg: AblationConfig, encoder: str, cache: Path, progress: bool) -> Embedded:
+    """Both splits and their vectors under ``encoder`` (one gallery cache per encoder)."""
+    embedded = {}
+    for split in cfg.splits:
+        eval_cfg = EvalConfig(benchmark="clipart", data=cfg.benchmark, split=split, encoder=encoder)
+        bench = eval_cfg.entry.read(eval_cfg.source())[0]
+        embedded[split] = bench, embed_benchmark(bench, EmbedConfig(encoder=encoder), encoder_cache(cache, encoder),
+                                                 progress)  # fmt: skip
+    return embedded
+
+
+def _train_and_score(cfg: AblationConfig, variant: Variant, embedded: Embedded, out: Path,
+                     bar: Progress, task: Any) -> tuple[dict[str, list[Hits]], dict[str, Hits]]:  # fmt: skip
+    """Every seed of one variant: per split the Combiner's hits per seed, and the baselines' hits."""
+    triplets = variant.training_triplets(out)
+    per_seed: dict[str, list[Hits]] = {split: [] for split in embedded}
+    baselines: dict[str, Hits] = {}
+    for seed in cfg.seeds:
+        train_cfg = TrainConfig.model_validate({**cfg.train.model_dump(), **variant.train, "seed": seed})
+        run_dir = out / variant.slug / f"seed-{seed}"
+        train_combiner(train_cfg, variant.embeddings, triplets, run_dir, show_progress=False)
+        combiner = load_combiner(run_dir / COMBINER_FILE)
+        for split, (bench, vectors) in embedded.items():
+            scores, _ = score_methods(vectors, combiner)
+            per_seed[split].append(query_hits(bench, scores.pop("combiner")))
+            baselines |= {f"{split}:{m}": query_hits(bench, s) for m, s in scores.items()}
+        bar.advance(task)
+    return per_seed, baselines
 
 
 def run_ablation(cfg: AblationConfig, out_dir: str | Path, show_progress: bool = True) -> dict[str, Any]:
-    """Train every variant for every seed, score, and write ``ablation.json``."""
+    """Train every variant for every seed, score both splits, pick on val, write ``ablation.json``."""
     out = Path(out_dir)
-    rows, baselines = [], {}
-    scored: dict[str, tuple[Benchmark, BenchmarkEmbeddings]] = {}
+    cache = cfg.cache or out / "cache"
+    rows: dict[str, list[dict[str, Any]]] = {split: [] for split in cfg.splits}
+    embedded: dict[str, Embedded] = {}
+    baselines: dict[str, dict[str, Hits]] = {}
     with Progress(disable=not show_progress) as bar:
         task = bar.add_task("ablation runs", total=len(cfg.variants) * len(cfg.seeds))
         for variant in cfg.variants:
             encoder = _encoder_of(variant.embeddings)
-            if encoder not in scored:
-                scored[encoder] = _benchmark(cfg, encoder, out / "cache", False)
-            bench, embedded = scored[encoder]
-            triplets = variant.training_triplets(out)
-            per_seed = []
-            for seed in cfg.seeds:
-                train_cfg = TrainConfig.model_validate(
-                    {**cfg.train.model_dump(), **variant.train, "seed": seed}
-                )
-                run_dir = out / variant.slug / f"seed-{seed}"
-                train_combiner(train_cfg, variant.embeddings, triplets, run_dir, show_progress=False)
-                scores, _ = score_methods(embedded, load_combiner(run_dir / COMBINER_FILE))
-                per_seed.append(query_hits(bench, scores["combiner"]))
-                if encoder not in baselines:
-                    baselines[encoder] = {
-                        m: query_hits(bench, s) for m, s in scores.items() if m != "combiner"
-                    }
-                bar.advance(task)
-            kinds = [q.kind for q in bench.queries]
-            rows.append({**summarise(variant.label, per_seed, cfg.bootstrap, kinds), "encoder": encoder})
-    for encoder, by_method in baselines.items():
-        kinds = [q.kind for q in scored[encoder][0].queries]
-        for method, hits in by_method.items():
-            row = summarise(f"{method} ({encoder})", [hits], cfg.bootstrap, kinds)
-            rows.append({**row, "encoder": encoder})
-    results = {"name": cfg.name, "benchmark": str(cfg.benchmark), "seeds": list(cfg.seeds),
-               "queries": len(next(iter(scored.values()))[0].queries), "rows": rows}  # fmt: skip
+            if encoder not in embedded:
+                embedded[encoder] = _benchmark(cfg, encoder, cache, False)
+            per_seed, found = _train_and_score(cfg, variant, embedded[encoder], out, bar, task)
+            baselines.setdefault(encoder, found)
+            for split, hits in per_seed.items():
+                kinds = [q.kind for q in embedded[encoder][split][0].queries]
+                base = baselines[encoder][f"{split}:{REFERENCE_METHOD}"]
+                rows[split].append({**summarise(variant.label, hits, base, cfg.bootstrap, kinds), "encoder": encoder})
+    for encoder, found in baselines.items():
+        for key, hits in found.items():
+            split, method = key.split(":", 1)
+            kinds = [q.kind for q in embedded[encoder][split][0].queries]
+            base = found[f"{split}:{REFERENCE_METHOD}"] if method != REFERENCE_METHOD else None
+            label = BASELINE_LABEL.format(method=method.replace("_", " "), encoder=encoder)
+            rows[split].append({**summarise(label, [hits], base, cfg.bootstrap, kinds), "encoder": encoder,
+                                "baseline": method})  # fmt: skip
+    chosen = select_variant(rows[cfg.select_split], cfg.select_metric)
+    results = {
+        "name": cfg.name, "benchmark": str(cfg.benchmark), "seeds": list(cfg.seeds),
+        "select_split": cfg.select_split, "report_split": cfg.report_split, "select_metric": cfg.select_metric,
+        "selected": chosen,
+        "queries": {split: len(next(iter(embedded.values()))[split][0].queries) for split in cfg.splits},
+        "rows": rows,
+    }  # fmt: skip
     atomic_write_json(out / RESULTS_FILE, results)
     return results
 
 
-def ablation_table(results: dict[str, Any]) -> dict[str, Any]:
-    """The report's generic table: mean [95% interval] per metric."""
-    metrics = [f"R@{k}" for k in RECALL_KS] + ["R_subset@1"]
-    rows = [[r["label"]] + [f"{r[m]['mean']} [{r[m]['ci95'][0]}-{r[m]['ci95'][1]}]" for m in metrics]
-            for r in results["rows"]]  # fmt: skip
-    note = (f"{results['queries']} queries; Combiner rows: mean over seeds {results['seeds']}, "
-            "95% bootstrap interval over queries")  # fmt: skip
-    return {
-        "title": f"Ablation: {results['name']}",
-        "columns": ["variant", *metrics],
-        "rows": rows,
-        "note": note,
-    }
+def select_variant(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """The label of the variant (not a baseline) with the best mean ``metric`` (first on ties)."""
+    variants = [r for r in rows if "baseline" not in r]
+    if not variants:
+        return None
+    return max(variants, key=lambda r: r[metric]["mean"])["label"]
 
 
-def kind_table(results: dict[str, Any]) -> dict[str, Any] | None:
+def _label(row: dict[str, Any], results: dict[str, Any]) -> str:
+    return row["label"] + (" (selected on val)" if row["label"] == results["selected"] else "")
+
+
+def ablation_table(results: dict[str, Any], split: str | None = None) -> dict[str, Any]:
+    """Mean [95% interval] per metric on one split (default: the report split)."""
+    split = split or results["report_split"]
+    rows = [[_label(r, results)] + [interval_text(r[m]) for m in METRICS] for r in results["rows"][split]]
+    note = (f"{split} split, {results['queries'][split]} queries; Combiner rows: mean over seeds "
+            f"{results['seeds']}, 95% bootstrap interval resampling queries and seeds; the selected variant "
+            f"has the best {results['select_metric']} on {results['select_split']}")  # fmt: skip
+    return {"title": f"Ablation: {results['name']} ({split})", "columns": ["variant", *METRICS],
+            "rows": rows, "note": note}  # fmt: skip
+
+
+def delta_table(results: dict[str, Any], split: str | None = None) -> dict[str, Any]:
+    """Each row minus the same encoder's sum, with a paired 95% interval, on one split."""
+    split = split or results["report_split"]
+    rows = [[_label(r, results)] + [interval_text(r["delta"][m], signed=True) for m in METRICS]
+            for r in results["rows"][split] if r["delta"]]  # fmt: skip
+    note = (f"{split} split; difference from sum on the same queries, paired bootstrap over queries (and seeds); "
+            "* the interval excludes 0")  # fmt: skip
+    return {"title": f"Δ vs sum ({split})", "columns": ["variant", *(f"Δ {m}" for m in METRICS)],
+            "rows": rows, "note": note}  # fmt: skip
+
+
+def kind_table(results: dict[str, Any], split: str | None = None) -> dict[str, Any] | None:
     """R@1 / R@10 per edit kind for every row, or None when the benchmark labels no kinds."""
-    kinds = sorted({kind for r in results["rows"] for kind in r.get("by_kind", {})})
+    split = split or results["report_split"]
+    kinds = sorted({kind for r in results["rows"][split] for kind in r.get("by_kind", {})})
     if not kinds:
         return None
 
@@ -231,15 +282,24 @@ def kind_table(results: dict[str, Any]) -> dict[str, Any] | None:
         if not found:
             return "-"
         low, high = found["R@1_ci95"]
-        return f"{found['R@1']} [{low}-{high}] / {found['R@10']}"
+        return f"{found['R@1']} [{low}, {high}] / {found['R@10']}"
 
-    rows = [[r["label"]] + [cell(r, kind) for kind in kinds] for r in results["rows"]]
+    rows = [[_label(r, results)] + [cell(r, kind) for kind in kinds] for r in results["rows"][split]]
     return {
-        "title": "By edit kind: R@1 [95% interval] / R@10",
+        "title": f"By edit kind ({split}): R@1 [95% interval] / R@10",
         "columns": ["variant", *kinds],
         "rows": rows,
-        "note": "mean over seeds, per edit kind (each kind's own queries; bootstrap over them)",
+        "note": "mean over seeds, per edit kind (each kind's own queries; bootstrap over them and the seeds)",
     }
+
+
+def ablation_tables(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """What ``ablation.md`` and the report show: the report split's tables, then the
+    selection split's Δ table (how the choice was made)."""
+    report, select = results["report_split"], results["select_split"]
+    tables = [ablation_table(results, report), delta_table(results, report), kind_table(results, report),
+              delta_table(results, select)]  # fmt: skip
+    return [t for t in tables if t is not None]
 
 
 def markdown(tables: list[dict[str, Any]]) -> str:

@@ -11,7 +11,12 @@ that a model follows the text rather than copying the reference.
 
 Only objects whose name never occurs in ``captions.parquet`` are used, so a model trained
 on those captions has seen neither the drawings nor their names. The output is read
-unchanged by :func:`scot_data.combiner.benchmarks.read_cirr` and scored by ``score_cirr``.
+unchanged by :func:`scot_data.evaluate.cirr.read_split` and scored by the CIRR protocol.
+
+Two splits over disjoint objects: ``val`` (choose every setting on it) and ``test`` (report
+it). The unseen objects are dealt to the splits by a seeded hash of their names (40/60 by
+default), and each split's queries use only its own objects, so no drawing, name or image
+of the test split is ever looked at while choosing.
 
 Everything is deterministic: objects and queries come from seeded hashes, images are named
 by a hash of their composition (an image shared by queries is written once), PNGs carry
@@ -44,8 +49,8 @@ from scot_data import ids
 from scot_data.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from scot_data.captions.ingest import CAPTIONS_FILE, HOLDOUT_FILE
 from scot_data.captions.records import CAPTIONS_SCHEMA
-from scot_data.combiner.benchmarks import read_cirr
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.cirr import read_split
 from scot_data.manifest import (
     MANIFEST_NAME,
     InputRef,
@@ -109,6 +114,9 @@ DEFAULT_COLOURS: dict[str, str] = {
     "brown": "#7a4a1e",
 }
 MIN_COLOURS = COLOURS_PER_QUERY
+# val chooses every setting, test reports: disjoint objects, so test stays out of sample.
+DEFAULT_SPLITS = {"val": 0.4, "test": 0.6}
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 _NAME = re.compile(r"[a-z]+(?: [a-z]+)*")
 _SPACES = re.compile(r"\s+")
@@ -133,8 +141,11 @@ class ClipartBenchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    split: str = Field("val", pattern=r"^[A-Za-z0-9_-]+$", description="split in the CIRR file names")
-    queries_per_kind: int = Field(100, ge=1, description="queries of each edit kind")
+    splits: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_SPLITS),
+        description="split name -> share of the unseen objects (val: choose settings, test: report)",
+    )
+    queries_per_kind: int = Field(100, ge=1, description="queries of each edit kind, in each split")
     distractors: int = Field(
         4, ge=1, le=HARD_NEGATIVES, description="hard negatives per query (CIRR sets: reference + target + 4)"
     )
@@ -144,7 +155,7 @@ class ClipartBenchConfig(BaseModel):
     max_name_words: int = Field(3, ge=1, description="longest object name used, in words")
     known_words: bool = Field(True, description="only names whose words the text tower's vocabulary holds")
     min_objects: int = Field(
-        30, ge=OBJECTS_PER_QUERY, description="fewest usable unseen objects the build accepts"
+        20, ge=OBJECTS_PER_QUERY, description="fewest usable unseen objects each split accepts"
     )
     colours: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_COLOURS),
@@ -158,6 +169,16 @@ class ClipartBenchConfig(BaseModel):
             raise ValueError("kinds must be distinct")
         return kinds
 
+    @field_validator("splits")
+    @classmethod
+    def _valid_splits(cls, splits: dict[str, float]) -> dict[str, float]:
+        if not splits:
+            raise ValueError("need at least one split")
+        for name, share in splits.items():
+            if not _SPLIT_NAME.fullmatch(name) or share <= 0:
+                raise ValueError(f"split {name!r}: a name of letters, digits, _ or -, and a share above 0")
+        return splits
+
     @field_validator("colours")
     @classmethod
     def _valid_colours(cls, colours: dict[str, str]) -> dict[str, str]:
@@ -168,6 +189,11 @@ class ClipartBenchConfig(BaseModel):
                 raise ValueError(f"colour name {name!r}: lower-case words only")
             ImageColor.getrgb(value)
         return colours
+
+    def render_config(self) -> dict[str, Any]:
+        """What decides a scene's pixels (size, palette, renderer): scene builds reuse the look
+        and are fingerprinted by this alone, not by how many queries a benchmark draws."""
+        return {"image_size": self.image_size, "colours": self.colours, "render_version": RENDER_VERSION}
 
     def rgb(self, colour: str) -> tuple[int, int, int]:
         """The (r, g, b) of a named colour of the palette."""
@@ -182,8 +208,8 @@ class ClipartBenchSummary:
     out_dir: str
     unseen_drawings: int = 0  # held-out drawings whose name is usable and not in training
     objects_available: int = 0
-    objects_used: int = 0
-    queries: dict[str, int] = field(default_factory=dict)
+    objects_used: dict[str, int] = field(default_factory=dict)  # per split
+    queries: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> kind -> count
     gallery_images: int = 0
     images_rendered: int = 0
     seconds: float = 0.0
@@ -437,13 +463,15 @@ def _share_words(objs: Sequence[ClipartObject]) -> bool:
     return sum(map(len, words)) != len(set().union(*words))
 
 
-def plan_kind(kind: EditKind, objects: list[ClipartObject], cfg: ClipartBenchConfig) -> list[PlannedQuery]:
+def plan_kind(
+    kind: EditKind, objects: list[ClipartObject], cfg: ClipartBenchConfig, split: str = "val"
+) -> list[PlannedQuery]:
     """``queries_per_kind`` queries drawn from one seeded stream per kind.
 
     A draw repeating an earlier (reference, target) pair, or whose names share a word, is
     redrawn; a larger count keeps every query a smaller one drew.
     """
-    rng = random.Random(int(ids.stable_id("clipart-queries", str(cfg.seed), kind), 16))
+    rng = random.Random(int(ids.stable_id("clipart-queries", str(cfg.seed), split, kind), 16))
     palette = list(cfg.colours)
     planned: list[PlannedQuery] = []
     seen: set[tuple[Scene, Scene]] = set()
@@ -460,15 +488,32 @@ def plan_kind(kind: EditKind, objects: list[ClipartObject], cfg: ClipartBenchCon
         planned.append(PlannedQuery(kind, text, reference, target, negatives[: cfg.distractors]))
     if len(planned) < cfg.queries_per_kind:
         raise ScotInputError(
-            f"{kind}: only {len(planned)} distinct queries from {len(objects)} objects, "
+            f"{split} {kind}: only {len(planned)} distinct queries from {len(objects)} objects, "
             f"{cfg.queries_per_kind} wanted; lower queries_per_kind or hold out more images"
         )
     return planned
 
 
-def plan_queries(objects: list[ClipartObject], cfg: ClipartBenchConfig) -> list[PlannedQuery]:
-    """Every query of the benchmark, kind by kind in ``cfg.kinds`` order."""
-    return [q for kind in cfg.kinds for q in plan_kind(kind, objects, cfg)]
+def plan_queries(
+    objects: list[ClipartObject], cfg: ClipartBenchConfig, split: str = "val"
+) -> list[PlannedQuery]:
+    """Every query of one split, kind by kind in ``cfg.kinds`` order."""
+    return [q for kind in cfg.kinds for q in plan_kind(kind, objects, cfg, split)]
+
+
+def split_objects(objects: list[ClipartObject], cfg: ClipartBenchConfig) -> dict[str, list[ClipartObject]]:
+    """The objects dealt to the splits by their shares, in a seeded order of their names.
+
+    Disjoint by construction; each split keeps the objects' original (seeded) order.
+    """
+    order = sorted(objects, key=lambda o: ids.sample_rank(cfg.seed, f"split:{o.name}"))
+    total, parts, start, cumulative = sum(cfg.splits.values()), {}, 0, 0.0
+    for split, share in cfg.splits.items():
+        cumulative += share
+        end = round(len(order) * cumulative / total)
+        chosen = {o.image_id for o in order[start:end]}
+        parts[split], start = [o for o in objects if o.image_id in chosen], end
+    return parts
 
 
 def _tinted(rgb: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
@@ -586,7 +631,8 @@ def stage_config(cfg: ClipartBenchConfig) -> dict[str, Any]:
 def build_clipart_benchmark(
     captions_dir: str | Path, out_dir: str | Path, cfg: ClipartBenchConfig, show_progress: bool = True
 ) -> ClipartBenchSummary:
-    """Build the benchmark from a finished caption stage into ``out_dir`` (skipped when done)."""
+    """Build every split of the benchmark from a finished caption stage into ``out_dir``
+    (skipped when done)."""
     started = time.perf_counter()
     captions, out = Path(captions_dir), Path(out_dir)
     inputs, config = stage_inputs(captions), stage_config(cfg)
@@ -601,54 +647,72 @@ def build_clipart_benchmark(
     drawings = candidate_drawings(captions / HOLDOUT_FILE, excluded, cfg.max_name_words, vocabulary)
     with Progress(disable=not show_progress) as progress:
         objects, cutouts = select_objects(drawings, cfg.seed, progress)
-        if len(objects) < cfg.min_objects:
-            raise ScotInputError(
-                f"{captions / HOLDOUT_FILE}: {len(objects)} usable unseen objects, need at least "
-                f"{cfg.min_objects}; set captions.holdout higher"
-            )
-        queries = plan_queries(objects, cfg)
-        gallery = gallery_scenes(queries, cfg)
-        summary.images_rendered = render_gallery(gallery, cutouts, cfg, out, progress)
+        queries = {split: plan_queries(objs, cfg, split)
+                   for split, objs in _checked_parts(objects, cfg, captions / HOLDOUT_FILE).items()}  # fmt: skip
+        galleries = {split: gallery_scenes(planned, cfg) for split, planned in queries.items()}
+        everything = {name: scene for gallery in galleries.values() for name, scene in gallery.items()}
+        summary.images_rendered = render_gallery(dict(sorted(everything.items())), cutouts, cfg, out, progress)
 
-    used = sorted({p.obj.name for scene in gallery.values() for p in scene.items})
     summary.unseen_drawings = sum(len(v) for v in drawings.values())
-    summary.objects_available, summary.objects_used = len(objects), len(used)
-    summary.queries = {kind: sum(q.kind == kind for q in queries) for kind in cfg.kinds}
-    summary.gallery_images = len(gallery)
-    files = write_outputs(out, cfg, queries, gallery, summary, used)
+    summary.objects_available = len(objects)
+    summary.objects_used = {split: len(_names_in(gallery)) for split, gallery in galleries.items()}
+    summary.queries = {split: {kind: sum(q.kind == kind for q in planned) for kind in cfg.kinds}
+                       for split, planned in queries.items()}  # fmt: skip
+    summary.gallery_images = len(everything)
+    files = write_outputs(out, cfg, queries, galleries, summary)
     summary.seconds = round(time.perf_counter() - started, 2)
     write_manifest(out, STAGE, config, inputs, files, extra={"stats": asdict(summary)})
     return summary
 
 
+def _checked_parts(
+    objects: list[ClipartObject], cfg: ClipartBenchConfig, holdout: Path
+) -> dict[str, list[ClipartObject]]:
+    """The objects of each split; a split with too few is an error naming the file."""
+    parts = split_objects(objects, cfg)
+    for split, objs in parts.items():
+        if len(objs) < cfg.min_objects:
+            raise ScotInputError(
+                f"{holdout}: split {split!r} gets {len(objs)} of {len(objects)} usable unseen objects, "
+                f"need at least {cfg.min_objects}; set captions.holdout higher"
+            )
+    return parts
+
+
+def _names_in(gallery: dict[str, Scene]) -> list[str]:
+    return sorted({p.obj.name for scene in gallery.values() for p in scene.items})
+
+
 def write_outputs(
     out: Path,
     cfg: ClipartBenchConfig,
-    queries: list[PlannedQuery],
-    gallery: dict[str, Scene],
+    queries: dict[str, list[PlannedQuery]],
+    galleries: dict[str, dict[str, Scene]],
     summary: ClipartBenchSummary,
-    used: list[str],
 ) -> dict[str, int | None]:
-    """The CIRR files and ``stats.json``; return every output file with its row count.
+    """Each split's CIRR files and ``stats.json``; return every output file with its row count.
 
     ``stats.json`` holds only what the inputs decide (no timings or paths), so two builds of
     the same inputs are byte-identical; the run's own numbers go to the manifest.
     """
-    splits = f"image_splits/split.rc2.{cfg.split}.json"
-    caps = f"captions/cap.rc2.{cfg.split}.json"
-    atomic_write_json(out / splits, {name: f"./{IMAGES_DIR}/{name}.png" for name in gallery})
-    atomic_write_json(out / caps, cirr_records(queries, cfg))
+    files: dict[str, int | None] = {}
+    for split, planned in queries.items():
+        listing = f"image_splits/split.rc2.{split}.json"
+        caps = f"captions/cap.rc2.{split}.json"
+        atomic_write_json(out / listing, {name: f"./{IMAGES_DIR}/{name}.png" for name in galleries[split]})
+        atomic_write_json(out / caps, cirr_records(planned, cfg))
+        files |= {listing: len(galleries[split]), caps: len(planned)}
     stats = {
         "unseen_drawings": summary.unseen_drawings,
         "objects_available": summary.objects_available,
         "objects_used": summary.objects_used,
         "queries": summary.queries,
         "gallery_images": summary.gallery_images,
-        "objects": used,
+        "objects": {split: _names_in(gallery) for split, gallery in galleries.items()},
     }
     atomic_write_json(out / STATS_FILE, stats)
-    images = {f"{IMAGES_DIR}/{name}.png": None for name in gallery}
-    return {**images, splits: len(gallery), caps: len(queries), STATS_FILE: None}
+    images = {f"{IMAGES_DIR}/{name}.png": None for gallery in galleries.values() for name in gallery}
+    return {**dict(sorted(images.items())), **files, STATS_FILE: None}
 
 
 SOURCE_BENCHMARK = "clipart-benchmark"
@@ -657,7 +721,7 @@ SOURCE_BENCHMARK = "clipart-benchmark"
 def target_caption_table(data: str | Path, split: str = "val") -> pa.Table:
     """A caption table of the benchmark's distinct target scenes and their captions: held-out
     *scenes* (of objects training never saw) for ``scot encoder recall``."""
-    bench = read_cirr(data, split)
+    bench = read_split(data, split, name="clipart")
     rows: dict[str, dict[str, str]] = {}
     for query in bench.queries:
         if not query.targets or query.target_caption is None:

@@ -1,11 +1,13 @@
-"""``scot eval``: a benchmark, its gallery through the embedding cache, four query methods.
+"""``scot eval``: a benchmark, its gallery through the embedding cache, every query method.
 
 Every benchmark is scored the same way: queries from (reference V, text T_m) by each
 method — image only, text only, sum ``normalise(V + T_m)`` and, when given, the Combiner
-— cosine scores against the gallery, then the benchmark's own metric function (FashionIQ
-R@10/50 per category and averaged, CIRR/clip-art R@K with the reference excluded and
-R_subset@K, CIRCO mAP@K). Test splits have no targets: they get submission files in the
-official formats instead. ``results.json`` holds everything the HTML report shows.
+— cosine scores against the gallery, then the registry entry's per-query metric function
+under its protocol (``registry.py``). Per-query values give the table, the per-kind table
+and, for every method, its difference from sum with a paired bootstrap interval
+(``stats.py``). ``queries.parquet`` holds each query's target rank under every method;
+hidden test splits get submission files in the official formats instead of metrics.
+``results.json`` holds everything the HTML report shows.
 """
 
 from __future__ import annotations
@@ -18,37 +20,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from scot_data import ids
-from scot_data.atomic import atomic_write_json
-from scot_data.combiner.benchmarks import (
-    FASHIONIQ_CATEGORIES,
-    Benchmark,
-    cirr_submission,
-    fashioniq_average,
-    read_circo,
-    read_cirr,
-    read_fashioniq,
-    score_circo,
-    score_cirr,
-    score_fashioniq,
-)
+from scot_data.atomic import atomic_write_json, atomic_write_parquet
 from scot_data.combiner.checkpoint import load_combiner
-from scot_data.combiner.metrics import exclude_columns, top_k_names
 from scot_data.combiner.model import Combiner, compose_queries
 from scot_data.embed.config import EmbedConfig
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.benchmark import Benchmark, Source
 from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark
+from scot_data.evaluate.metrics import percent, ranking
+from scot_data.evaluate.registry import BenchmarkEntry, benchmark_names, get_benchmark
+from scot_data.evaluate.stats import paired_difference
 from scot_data.manifest import read_manifest
 
 RESULTS_FILE = "results.json"
+QUERIES_FILE = "queries.parquet"
 BASELINES = ("image_only", "text_only", "sum")
-# The target's own caption as the query (where the benchmark records it): not a method a
-# user can run, but the encoder's ceiling — no Combiner output in text space can beat it.
-CEILING = "target_caption"
-BenchmarkName = Literal["fashioniq", "cirr", "circo", "clipart"]
+REFERENCE_METHOD = "sum"  # every other method is reported as a difference from it
+# The target's own caption as the query, where the benchmark records it: a text-only
+# reference point (how well the encoder finds the answer from its description), not a
+# bound — a Combiner that also uses the reference image can beat it.
+TARGET_CAPTION = "target_caption"
+BenchmarkName = Literal[benchmark_names()]  # type: ignore[valid-type]
 
 
 class EvalConfig(BaseModel):
@@ -63,34 +60,44 @@ class EvalConfig(BaseModel):
         None, description="encoder spec; default: the one the Combiner was trained on"
     )
     combiner: Path | None = Field(None, description="combiner.safetensors or a training output folder")
-    categories: tuple[str, ...] = FASHIONIQ_CATEGORIES
+    categories: tuple[str, ...] = Field((), description="FashionIQ categories (default: all three)")
     image_root: Path | None = Field(None, description="CIRR: where the split file's relative paths start")
     sample_queries: int = Field(24, ge=0, description="queries shown with their top-k in the report")
+    worst_queries: int = Field(12, ge=0, description="queries where the Combiner loses most to sum, shown")
     top_k: int = Field(10, ge=1)
     seed: int = 0
     device: str = "auto"
     image_batch_size: int = Field(64, ge=1)
     num_workers: int = Field(2, ge=0)
 
+    @property
+    def entry(self) -> BenchmarkEntry:
+        return get_benchmark(self.benchmark)
+
+    def source(self) -> Source:
+        return Source(self.data, self.split, self.categories, self.image_root)
+
 
 @dataclass
 class Scored:
-    """One benchmark's queries scored by every method."""
+    """One benchmark part's queries scored by every method, per query where it has targets."""
 
     bench: Benchmark
+    entry: BenchmarkEntry
     scores: dict[str, np.ndarray]  # method -> (Q, G)
     lambdas: np.ndarray | None  # (Q,) the Combiner's mixing weight
+    values: dict[str, dict[str, np.ndarray]]  # method -> metric -> (Q,) per-query values; {} without targets
 
+    def metrics(self, rows: list[int] | None = None) -> dict[str, dict[str, float]]:
+        """Method -> metric -> percent, over all queries or the given rows."""
+        pick = slice(None) if rows is None else rows
+        return {m: {k: percent(v[pick]) for k, v in by.items()} for m, by in self.values.items()}
 
-def load_benchmarks(cfg: EvalConfig) -> list[Benchmark]:
-    """The benchmark's readers; the clip-art set is read as the CIRR layout it is saved in."""
-    if cfg.benchmark == "fashioniq":
-        return [read_fashioniq(cfg.data, category, cfg.split) for category in cfg.categories]
-    if cfg.benchmark == "circo":
-        return [read_circo(cfg.data, cfg.split)]
-    bench = read_cirr(cfg.data, cfg.split, cfg.image_root)
-    bench.name = cfg.benchmark
-    return [bench]
+    def ranks(self) -> dict[str, np.ndarray]:
+        """Method -> 1-based rank of each query's first target under the protocol."""
+        if not self.values:
+            return {}
+        return {m: self.entry.target_ranks(self.bench, s) for m, s in self.scores.items()}
 
 
 def combiner_encoder(combiner: Path) -> dict[str, Any] | None:
@@ -132,24 +139,27 @@ def score_methods(
             output = combiner.eval()(image, text)
         scores["combiner"], lambdas = (output.query @ gallery.T).numpy(), output.lam.numpy()
     if embedded.target_texts is not None:
-        scores[CEILING] = (torch.from_numpy(embedded.target_texts) @ gallery.T).numpy()
+        scores[TARGET_CAPTION] = (torch.from_numpy(embedded.target_texts) @ gallery.T).numpy()
     return scores, lambdas
 
 
-def has_targets(bench: Benchmark) -> bool:
-    return bool(bench.queries) and all(q.targets for q in bench.queries)
+def score_part(entry: BenchmarkEntry, bench: Benchmark, scores: dict[str, np.ndarray],
+               lambdas: np.ndarray | None) -> Scored:  # fmt: skip
+    """Per-query metric values of every method (none for a split without targets)."""
+    values = {m: entry.query_values(bench, s) for m, s in scores.items()} if bench.has_targets() else {}
+    return Scored(bench, entry, scores, lambdas, values)
 
 
-def bench_metrics(bench: Benchmark, scores: np.ndarray) -> dict[str, float]:
-    if bench.name.startswith("fashioniq"):
-        return score_fashioniq(scores, bench)
-    if bench.name == "circo":
-        return score_circo(scores, bench)
-    return score_cirr(scores, bench)
-
-
-def _subset(bench: Benchmark, rows: list[int]) -> Benchmark:
-    return Benchmark(bench.name, bench.split, [bench.queries[i] for i in rows], bench.gallery, bench.sources)
+def differences(scored: Scored, seed: int = 0) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every method minus sum, per metric: mean and 95% paired bootstrap interval over queries."""
+    base = scored.values.get(REFERENCE_METHOD)
+    if base is None:
+        return {}
+    return {
+        method: {k: paired_difference(v, base[k], seed=seed).as_dict() for k, v in by.items()}
+        for method, by in scored.values.items()
+        if method != REFERENCE_METHOD
+    }
 
 
 def metrics_by_kind(scored: Scored) -> dict[str, dict[str, dict[str, float]]]:
@@ -158,60 +168,79 @@ def metrics_by_kind(scored: Scored) -> dict[str, dict[str, dict[str, float]]]:
     for row, query in enumerate(scored.bench.queries):
         if query.kind:
             kinds.setdefault(query.kind, []).append(row)
-    return {
-        kind: {m: bench_metrics(_subset(scored.bench, rows), s[rows]) for m, s in scored.scores.items()}
-        for kind, rows in sorted(kinds.items())
-    }
+    return {kind: scored.metrics(rows) for kind, rows in sorted(kinds.items())}
 
 
 def write_submissions(scored: Scored, out: Path) -> list[str]:
-    """Test splits: CIRR's two server files and CIRCO's top-50 ranking, per method."""
+    """Hidden test splits: the benchmark's server files, per method."""
+    if scored.entry.submission is None:
+        return []
     written = []
     for method, scores in scored.scores.items():
-        if scored.bench.name == "circo":
-            references = scored.bench.columns([q.reference for q in scored.bench.queries])
-            top50 = top_k_names(
-                exclude_columns(scores, references), scored.bench.names, min(50, len(scored.bench.names) - 1)
-            )
-            files = {f"circo_{scored.bench.split}_{method}.json":
-                     {q.query_id: top for q, top in zip(scored.bench.queries, top50)}}  # fmt: skip
-        elif scored.bench.name == "cirr":
-            recall, subset = cirr_submission(scores, scored.bench)
-            files = {f"cirr_{scored.bench.split}_{method}_recall.json": recall,
-                     f"cirr_{scored.bench.split}_{method}_subset.json": subset}  # fmt: skip
-        else:
-            continue
-        for name, content in files.items():
+        ranked = scored.entry.protocol_scores(scored.bench, scores)
+        for name, content in scored.entry.submission(scored.bench, ranked, method).items():
             atomic_write_json(out / name, content)
             written.append(name)
     return written
 
 
+def query_card(scored: Scored, row: int, methods: list[str], top_k: int) -> dict[str, Any]:
+    """One query with each shown method's top k (a picture row of the report)."""
+    bench, query = scored.bench, scored.bench.queries[row]
+    names, shown = bench.names, {}
+    for method in methods:
+        ranked = scored.entry.protocol_row(bench, row, scored.scores[method][row])
+        best = ranking(ranked[None, :], top_k)[0]
+        shown[method] = [{"name": names[c], "path": str(bench.gallery[names[c]]), "score": round(float(ranked[c]), 4),
+                          "is_target": names[c] in query.targets} for c in best]  # fmt: skip
+    return {
+        "benchmark": bench.name, "query_id": query.query_id, "kind": query.kind,
+        "reference": query.reference, "reference_path": str(bench.gallery[query.reference]),
+        "text": query.text, "targets": list(query.targets),
+        "lambda": None if scored.lambdas is None else round(float(scored.lambdas[row]), 4), "top_k": shown,
+    }  # fmt: skip
+
+
 def sample_queries(scored: Scored, cfg: EvalConfig) -> list[dict[str, Any]]:
-    """A seeded sample of queries with each shown method's top-k (the report's picture rows)."""
+    """A seeded sample of queries with the Combiner's and sum's top-k (or the first two methods)."""
     bench = scored.bench
-    order = sorted(
-        range(len(bench.queries)), key=lambda i: ids.sample_rank(cfg.seed, bench.queries[i].query_id)
-    )
+    order = sorted(range(len(bench.queries)), key=lambda i: ids.sample_rank(cfg.seed, bench.queries[i].query_id))
     shown = [m for m in ("combiner", "sum", "image_only") if m in scored.scores][:2]
-    references = bench.columns([q.reference for q in bench.queries])
-    names = bench.names
-    samples = []
-    for row in sorted(order[: cfg.sample_queries]):
-        query = bench.queries[row]
-        top_k = {}
-        for method in shown:
-            masked = exclude_columns(scored.scores[method][row : row + 1], references[row : row + 1])[0]
-            best = np.argsort(-masked, kind="stable")[: cfg.top_k]
-            top_k[method] = [{"name": names[c], "path": str(bench.gallery[names[c]]), "score": round(float(masked[c]), 4),
-                              "is_target": names[c] in query.targets} for c in best]  # fmt: skip
-        samples.append({
-            "benchmark": bench.name, "query_id": query.query_id, "kind": query.kind,
-            "reference": query.reference, "reference_path": str(bench.gallery[query.reference]),
-            "text": query.text, "targets": list(query.targets),
-            "lambda": None if scored.lambdas is None else round(float(scored.lambdas[row]), 4), "top_k": top_k,
+    return [query_card(scored, row, shown, cfg.top_k) for row in sorted(order[: cfg.sample_queries])]
+
+
+def worst_queries(scored: Scored, ranks: dict[str, np.ndarray], count: int, top_k: int) -> list[dict[str, Any]]:
+    """The queries where the Combiner ranks the target furthest below sum, worst first."""
+    if "combiner" not in ranks or REFERENCE_METHOD not in ranks:
+        return []
+    loss = ranks["combiner"] - ranks[REFERENCE_METHOD]
+    rows = [int(r) for r in np.argsort(-loss, kind="stable")[:count] if loss[r] > 0]
+    cards = [query_card(scored, row, ["combiner", REFERENCE_METHOD], top_k) for row in rows]
+    for card, row in zip(cards, rows):
+        card["ranks"] = {"combiner": int(ranks["combiner"][row]), REFERENCE_METHOD: int(ranks[REFERENCE_METHOD][row])}
+    return cards
+
+
+def query_rows(scored: Scored, ranks: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """``queries.parquet`` rows: each query, its targets, every method's target rank, lambda."""
+    rows = []
+    for i, query in enumerate(scored.bench.queries):
+        rows.append({
+            "benchmark": scored.bench.name, "split": scored.bench.split, "query_id": query.query_id,
+            "kind": query.kind, "reference": query.reference, "text": query.text, "targets": list(query.targets),
+            **{f"rank_{m}": int(r[i]) for m, r in ranks.items()},
+            "lambda": None if scored.lambdas is None else float(scored.lambdas[i]),
         })  # fmt: skip
-    return samples
+    return rows
+
+
+def write_query_table(rows: list[dict[str, Any]], out: Path) -> None:
+    """One row per query of every part; rank columns are absent for splits without targets."""
+    methods = sorted({key for row in rows for key in row if key.startswith("rank_")})
+    fields = [("benchmark", pa.string()), ("split", pa.string()), ("query_id", pa.string()),
+              ("kind", pa.string()), ("reference", pa.string()), ("text", pa.string()),
+              ("targets", pa.list_(pa.string()))] + [(m, pa.int32()) for m in methods] + [("lambda", pa.float32())]  # fmt: skip
+    atomic_write_parquet(out / QUERIES_FILE, pa.Table.from_pylist(rows, schema=pa.schema(fields)))
 
 
 def lambda_histogram(lambdas: list[np.ndarray]) -> dict[str, Any] | None:
@@ -233,48 +262,55 @@ def training_block(combiner: Path | None) -> dict[str, Any] | None:
     return {"dir": str(folder.resolve()), "summary": json.loads(summary.read_text(encoding="utf-8"))}
 
 
+def average_parts(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The mean over parts (FashionIQ's categories) of each method's metrics, as papers report it."""
+    parts = list(metrics.values())
+    return {m: {k: float(np.mean([p[m][k] for p in parts])) for k in parts[0][m]} for m in parts[0]}
+
+
 def evaluate(cfg: EvalConfig, out_dir: str | Path, cache_root: str | Path | None = None,
              show_progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Embed (or reuse) the benchmark, score every method, write results.json (+ submissions)."""
+    """Embed (or reuse) the benchmark, score every method, write results.json, queries.parquet
+    (and submissions for hidden test splits)."""
     started = time.perf_counter()
-    out = Path(out_dir)
+    out, entry = Path(out_dir), cfg.entry
     out.mkdir(parents=True, exist_ok=True)
     encoder = resolve_encoder(cfg)
     embed_cfg = EmbedConfig(encoder=encoder, device=cfg.device, image_batch_size=cfg.image_batch_size,
                             num_workers=cfg.num_workers, seed=cfg.seed)  # fmt: skip
     combiner = load_combiner(cfg.combiner) if cfg.combiner else None
     metrics: dict[str, Any] = {}
+    deltas: dict[str, Any] = {}
     by_kind: dict[str, Any] = {}
-    samples, submissions, lambdas = [], [], []
-    queries = 0
-    for bench in load_benchmarks(cfg):
+    samples, worst, submissions, lambdas, rows = [], [], [], [], []
+    for bench in entry.read(cfg.source()):
         embedded = embed_benchmark(bench, embed_cfg, Path(cache_root or out / "cache"), show_progress)
         check_same_encoder(cfg, embedded.summary.encoder_key)
-        scores, lam = score_methods(embedded, combiner)
-        scored = Scored(bench, scores, lam)
-        queries += len(bench.queries)
-        if lam is not None:
-            lambdas.append(lam)
-        if has_targets(bench):
-            metrics[bench.name] = {m: bench_metrics(bench, s) for m, s in scores.items()}
+        scored = score_part(entry, bench, *score_methods(embedded, combiner))
+        if scored.lambdas is not None:
+            lambdas.append(scored.lambdas)
+        ranks = scored.ranks()
+        if scored.values:
+            metrics[bench.name], deltas[bench.name] = scored.metrics(), differences(scored, cfg.seed)
             if kinds := metrics_by_kind(scored):
                 by_kind[bench.name] = kinds
         else:
             submissions += write_submissions(scored, out)
+        rows += query_rows(scored, ranks)
         samples += sample_queries(scored, cfg)
-    if cfg.benchmark == "fashioniq" and len(metrics) > 1:
-        methods = next(iter(metrics.values())).keys()
-        metrics["fashioniq-average"] = {
-            m: fashioniq_average({c: v[m] for c, v in metrics.items()}) for m in methods
-        }
+        worst += worst_queries(scored, ranks, cfg.worst_queries, cfg.top_k)
+    if entry.average_parts and len(metrics) > 1:
+        metrics[f"{cfg.benchmark}-average"] = average_parts(metrics)
+    write_query_table(rows, out)
     results = {
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "benchmark": cfg.benchmark, "split": cfg.split, "data": str(cfg.data), "encoder": encoder,
         "combiner": str(cfg.combiner) if cfg.combiner else None,
         "methods": list(BASELINES) + (["combiner"] if combiner is not None else []),
-        "queries": samples, "query_count": queries, "metrics": metrics, "by_kind": by_kind,
-        "lambda": lambda_histogram(lambdas), "training": training_block(cfg.combiner),
-        "submissions": submissions, "seconds": round(time.perf_counter() - started, 2),
+        "queries": samples, "worst_queries": worst, "query_count": len(rows), "metrics": metrics,
+        "deltas": deltas, "by_kind": by_kind, "lambda": lambda_histogram(lambdas),
+        "training": training_block(cfg.combiner), "submissions": submissions,
+        "seconds": round(time.perf_counter() - started, 2),
     }  # fmt: skip
     atomic_write_json(out / RESULTS_FILE, results)
     return results

@@ -16,13 +16,13 @@ import numpy as np
 import pyarrow as pa
 
 from scot_data import ids
-from scot_data.combiner.benchmarks import Benchmark
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.images import ImageItem
 from scot_data.embed.records import text_id
 from scot_data.embed.stage import IMAGES_DIR, REJECTS_FILE, TEXTS_DIR, EmbedSummary, plan_collection, run_plan
 from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.benchmark import Benchmark
 from scot_data.manifest import InputRef, fingerprint_input
 
 
@@ -39,6 +39,12 @@ class BenchmarkEmbeddings:
 
 def cache_dir(root: Path, bench: Benchmark) -> Path:
     return root / f"{bench.name}-{bench.split}"
+
+
+def encoder_cache(root: str | Path, encoder: str) -> Path:
+    """A cache root of one encoder below ``root``: ``scot run``'s evaluate stage and
+    ``scot ablate`` share it, so a benchmark is embedded once per encoder."""
+    return Path(root) / ids.stable_id("encoder", encoder)
 
 
 def _inputs(bench: Benchmark) -> list[InputRef]:

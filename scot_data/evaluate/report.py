@@ -37,11 +37,14 @@ METHOD_LABELS = {
     "text_only": "text only",
     "sum": "sum (V + T_m)",
     "combiner": "Combiner",
+    "target_caption": "target caption as query",
 }
 DELTA_LABEL = "Combiner − sum (points)"
 LAMBDA_AXIS = "lambda (weight of T_m; V gets 1 − lambda)"
 AXIS_KEYS = ("step", "epoch")
 PLOT_DPI = 100
+WORST_NOTE = ('<p class="note">Queries whose target the Combiner ranks furthest below sum (every query\'s '
+              "ranks are in queries.parquet).</p>")
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -201,8 +204,27 @@ def _delta_cell(value: Any) -> str:
     return _td(format_delta(value), css)
 
 
-def recall_table_html(metrics: Mapping[str, Any], methods: Sequence[str], caption: str = "") -> str:
-    """Methods x metrics, best per column in bold, and a last row with Combiner − sum."""
+def _interval_cell(value: Mapping[str, Any]) -> str:
+    """A difference with its paired interval, coloured only when the interval excludes 0."""
+    low, high = value["ci95"]
+    css = ("pos" if value["mean"] > 0 else "neg") if value.get("excludes_zero") else ""
+    text = f"{format_delta(value['mean'])} [{format_delta(low)}, {format_delta(high)}]"
+    return _td(esc(text + ("*" if value.get("excludes_zero") else "")), css)
+
+
+def delta_rows_html(deltas: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    """One row per method: its difference from sum with the paired 95% interval per metric."""
+    return [
+        '<tr class="delta">' + _td(esc(f"{method_label(m)} − sum")) +
+        "".join(_interval_cell(by[c]) if c in by else _td("–") for c in columns) + "</tr>"
+        for m, by in deltas.items()
+    ]  # fmt: skip
+
+
+def recall_table_html(metrics: Mapping[str, Any], methods: Sequence[str], caption: str = "",
+                      deltas: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+    """Methods x metrics, best per column in bold, then each method minus sum: with its paired
+    interval when ``deltas`` are given (``*``: excludes 0), else the plain Combiner − sum."""
     header, *rows = recall_table_rows(metrics, methods)
     best = best_per_column(rows)
     head = "".join(f"<th>{esc(c)}</th>" for c in header)
@@ -211,7 +233,9 @@ def recall_table_html(metrics: Mapping[str, Any], methods: Sequence[str], captio
         for r in rows
     ]
     delta = combiner_minus_sum(metrics, header[1:])
-    if delta is not None:
+    if deltas:
+        body += delta_rows_html(deltas, header[1:])
+    elif delta is not None:
         body.append('<tr class="delta">' + _td(esc(DELTA_LABEL)) + "".join(map(_delta_cell, delta)) + "</tr>")
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f"<table>{cap}<tr>{head}</tr>{''.join(body)}</table>"
@@ -291,10 +315,12 @@ def _method_row(
 
 
 def query_html(query: Mapping[str, Any], thumbs: Thumbnails) -> str:
-    """One sample query: reference, text, lambda and kind, then every method's top k."""
+    """One sample query: reference, text, lambda, kind and target ranks, then every method's top k."""
     targets = [str(t) for t in query.get("targets") or []]
     lam = query.get("lambda")
+    ranks = ", ".join(f"{method_label(m)} #{r}" for m, r in (query.get("ranks") or {}).items())
     facts = [
+        f"target rank: {esc(ranks)}" if ranks else "",
         f"<b>{esc(query.get('benchmark', ''))} #{esc(query.get('query_id', ''))}</b>",
         f"kind: {esc(query['kind'])}" if query.get("kind") else "",
         f"lambda: {lam:.2f}" if is_number(lam) else "",
@@ -474,7 +500,7 @@ def metrics_section(results: Mapping[str, Any]) -> str:
     parts = []
     for benchmark, metrics in (results.get("metrics") or {}).items():
         if ordered_methods(metrics):
-            table = recall_table_html(metrics, methods)
+            table = recall_table_html(metrics, methods, deltas=(results.get("deltas") or {}).get(benchmark))
             chart = recall_bar_chart(str(benchmark), metrics, methods)
             parts.append(f'<h3>{esc(benchmark)}</h3><div class="pair"><div>{table}</div>{chart}</div>')
     return "".join(parts)
@@ -508,6 +534,8 @@ def _sections(results: Mapping[str, Any], thumb_size: int) -> list[tuple[str, st
         ("lambda", "Combiner mixing weight", lam, lambda: lambda_histogram(lam)),
         ("training", "Training", training, lambda: training_section(training)),
         ("tables", "More tables", results.get("tables"), lambda: "".join(map(generic_table_html, results["tables"]))),
+        ("worst", "Where the Combiner loses most to sum", results.get("worst_queries"),
+         lambda: WORST_NOTE + "".join(query_html(q, thumbs) for q in results["worst_queries"])),
         ("queries", "Sample queries", results.get("queries"), lambda: "".join(query_html(q, thumbs) for q in results["queries"])),
         ("files", "Submission files", results.get("submissions"), lambda: submissions_html(results["submissions"])),
     ]  # fmt: skip
