@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -59,7 +60,9 @@ for name, sub_app in (("captions", captions_app), ("triplets", triplets_app), ("
                       ("encoder", encoder_app), ("spec", spec_app), ("bench", bench_app)):  # fmt: skip
     app.add_typer(sub_app, name=name)
 
-console = Console()
+# A log file or a pipe has no width: rich would cut tables (Δ columns, long labels) at 80.
+LOG_WIDTH = 200
+console = Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
 EXIT_BAD_INPUT = 2
 
 
@@ -230,6 +233,31 @@ def triplets_filter(
     )  # fmt: skip
     summary = filter_triplets(triplets, out, config, embeddings_dir=embeddings, encoder=encoder)
     print_summary(f"filtered triplets -> {out}", summary.__dict__)
+
+
+@triplets_app.command("score-labelled")
+@reports_input_errors
+def triplets_score_labelled(
+    labelled: Path = typer.Option(..., "--labelled", help="JSONL: triplet_id, caption, modification, "
+                                  "modified_caption, label (good|bad), similarity"),
+    prompt: Path = typer.Option(DEFAULT_PROMPT, "--prompt", help="the prompt whose examples must not be copied"),
+) -> None:
+    """Fit the similarity band on one half of a labelled set and print each filter's precision and
+    recall on the other half (re-fit it for another LLM or encoder)."""
+    from scot_data.triplets.filters import fit_band, labelled_half, labelled_report, score_labelled
+
+    if not labelled.is_file():
+        raise ScotInputError(f"{labelled}: no such labelled file")
+    try:
+        rows = [json.loads(line) for line in labelled.read_text(encoding="utf-8").splitlines() if line.strip()]
+        fit = labelled_half(rows, "fit")
+        low, high = fit_band([r["similarity"] for r in fit], [r["label"] for r in fit])
+    except (json.JSONDecodeError, KeyError, ValueError) as error:
+        raise ScotInputError(f"{labelled}: not a labelled triplet set ({error})") from error
+    config = FilterConfig(low=round(low, 2), high=round(high, 2), prompt=prompt)
+    typer.echo(f"band fitted on the fit half ({len(fit)} rows): {config.low:.2f}-{config.high:.2f}")
+    typer.echo(f"report half ({len(rows) - len(fit)} rows):")
+    typer.echo(labelled_report(score_labelled(rows, config, half="report")))
 
 
 @triplets_app.command("mix")

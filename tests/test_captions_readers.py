@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -92,14 +93,81 @@ def test_wds_brace_pattern(wds_dir: Path, tmp_path: Path) -> None:
     assert summary.rows == 4 and summary.rejects == 4
 
 
-def test_wds_truncated_shard_keeps_earlier_samples(wds_dir: Path, tmp_path: Path) -> None:
-    shard = wds_dir / "shard-00001.tar"
+def _samples_by_cut(shard: Path, cut: int) -> tuple[set[str], set[str]]:
+    """Keys of the samples of the intact ``shard`` whose members all end by byte ``cut``, and of
+    those cut short (their first member's header is whole, a later byte is not)."""
+    ends: dict[str, list[int]] = {}
+    with tarfile.open(shard) as tar:
+        for member in tar:
+            end = member.offset_data + member.size if member.offset_data <= cut else -1  # -1: header cut
+            ends.setdefault(_key(member.name), []).append(end)
+    whole = {key for key, e in ends.items() if all(0 <= x <= cut for x in e)}
+    return whole, {key for key, e in ends.items() if key not in whole and e[0] >= 0}
+
+
+def _key(member_name: str) -> str:
+    return member_name.split(".")[0]
+
+
+def _outcome(out: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Sample key -> caption of each row, and reject record -> the reason's kind (its details,
+    such as an object's address in a decoder message, vary from run to run)."""
+    rows = {_key(r["image_uri"].rsplit("#", 1)[1]): r["caption"] for r in table(out / "captions.parquet")}
+    rejects = {r["record"].removeprefix("key "): r["reason"].split(":")[0]
+               for r in table(out / "rejects.parquet")}  # fmt: skip
+    return rows, rejects
+
+
+@pytest.mark.parametrize(
+    ("shard_name", "cut_in"),
+    [("shard-00001.tar", None), ("shard-00000.tar", "000000002.webp")],  # between samples; in an image
+)
+def test_wds_truncated_shard_keeps_earlier_samples(
+    wds_dir: Path, tmp_path: Path, shard_name: str, cut_in: str | None
+) -> None:
+    """Every sample wholly before the cut comes out as from the intact shard, the one cut
+    short is a reject, none after it appears, and the damage is one ``tar`` reject."""
+    shard = wds_dir / shard_name
     data = shard.read_bytes()
-    shard.write_bytes(data[: len(data) // 2 + 100])
-    summary = ingest_captions(WdsCaptions(input=str(shard)), tmp_path / "out", show_progress=False)
-    rejects = table(tmp_path / "out" / "rejects.parquet")
-    assert any(r["record"] in ("tar",) or "truncated" in r["reason"] for r in rejects)
-    assert summary.rows + summary.rejects >= 2
+    with tarfile.open(shard) as tar:
+        member = tar.getmember(cut_in) if cut_in else None
+    cut = member.offset_data + member.size // 2 if member else len(data) // 2 + 100
+    whole, cut_short = _samples_by_cut(shard, cut)
+    ingest_captions(WdsCaptions(input=str(shard)), tmp_path / "intact", show_progress=False)
+    shard.write_bytes(data[:cut])
+    summary = ingest_captions(WdsCaptions(input=str(shard)), tmp_path / "cut", show_progress=False)
+
+    intact_rows, intact_rejects = _outcome(tmp_path / "intact")
+    rows, rejects = _outcome(tmp_path / "cut")
+    assert whole and len(whole | cut_short) < len(set(intact_rows) | set(intact_rejects))  # some are lost
+    assert rows == {k: c for k, c in intact_rows.items() if k in whole}
+    kept_rejects = {k: r for k, r in intact_rejects.items() if k in whole}
+    assert set(rejects) == set(kept_rejects) | cut_short | {"tar"}
+    assert {k: rejects[k] for k in kept_rejects} == kept_rejects
+    assert rejects["tar"] == f"unreadable tar after {len(whole | cut_short)} samples"
+    assert summary.rows == len(rows) and summary.rejects == len(rejects)
+
+
+def test_limit_keeps_the_captions_of_a_smaller_limit(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    for i in range(30):
+        (tmp_path / "img" / f"{i}.png").write_bytes(png_bytes(i))
+    csv = tmp_path / "pairs.csv"
+    pacsv.write_csv(pa.table({"image": [f"img/{i}.png" for i in range(30)],
+                              "caption": [f"picture {i}" for i in range(30)]}), csv)  # fmt: skip
+
+    def picked(limit: int, seed: int = 0) -> list[str]:
+        out = tmp_path / f"out-{limit}-{seed}"
+        cfg = TableCaptions(input=csv, limit=limit, seed=seed, workers=1)
+        summary = ingest_captions(cfg, out, show_progress=False)
+        captions = [r["caption"] for r in table(out / "captions.parquet")]
+        assert summary.rows == len(captions) == limit
+        return captions
+
+    small, large = picked(5), picked(12)
+    assert set(small) < set(large)  # a larger limit keeps every caption a smaller one picked
+    assert all(c == sorted(c, key=lambda text: int(text.split()[1])) for c in (small, large))  # table order
+    assert set(picked(5, seed=1)) != set(small)
 
 
 def test_table_csv_with_paths_and_urls(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from scot_data.errors import ScotInputError
 from scot_data.manifest import read_manifest, write_manifest
 from scot_data.triplets.filters import (
     FILTERS,
+    LABELLED_SPLIT_SEED,
     FewShot,
     FilterConfig,
     band_problem,
@@ -39,6 +40,9 @@ from scot_data.triplets.filters import (
     edit_words_problem,
     few_shot_problem,
     filter_triplets,
+    fit_band,
+    labelled_half,
+    labelled_report,
     repetition_problem,
     score_labelled,
 )
@@ -172,7 +176,7 @@ def _word_vector(word: str) -> np.ndarray:
 
 CASES = {  # name -> caption, modification, modified caption, the filter that drops it (None: kept)
     "colour": ("a red car parked by the road", "make the car green", "a green car parked by the road", None),
-    "object": ("a dog lying on a sofa", "replace the dog with a rabbit", "a rabbit lying on a sofa", None),
+    "object": ("a dog lying on the sofa", "replace the dog with a rabbit", "a rabbit lying on the sofa", None),
     "copy": ("an arrow", "make it a painting", "a painting of a smiling woman with long hair", "few_shot_copy"),
     "loop": ("a clock on a wall", "add a clock", "a clock clock on a wall", "repetition"),
     "same": ("a simple pig", "make it a simple pig", "a simple pig drawing", "edit_words"),
@@ -433,16 +437,88 @@ def test_labelled_similarities_come_from_the_demo_cache(labelled: list[dict]) ->
     np.testing.assert_allclose(sims.values, [r["similarity"] for r in labelled], atol=2e-3)
 
 
-def test_precision_and_recall_on_labelled_triplets(labelled: list[dict]) -> None:
-    scores = score_labelled(labelled, FilterConfig(prompt=PROMPT))
-    print(f"\n{'filter':16} {'kept':>4} {'precision':>9} {'recall':>6} {'bad dropped':>11}")
-    for name, s in scores.items():
-        print(f"{name:16} {s.kept:4d} {s.precision:9.3f} {s.recall:6.3f} {s.bad_drop_rate:11.3f}")
+def _report_half_by_hand(rows: list[dict], seed: int) -> list[dict]:
+    """The report half as documented: per label, the rows after the first half (rounded up)
+    in ``ids.sample_rank(seed, triplet_id)`` order."""
+    report = []
+    for label in ("good", "bad"):
+        in_label = [r for r in rows if r["label"] == label]
+        ranked = sorted(in_label, key=lambda r: ids.sample_rank(seed, r["triplet_id"]))
+        report += ranked[(len(ranked) + 1) // 2 :]
+    return report
+
+
+def test_labelled_halves_split_each_label_in_two(labelled: list[dict]) -> None:
+    fit, report = labelled_half(labelled, "fit"), labelled_half(labelled, "report")
+    fit_ids, report_ids = {r["triplet_id"] for r in fit}, {r["triplet_id"] for r in report}
+    assert not fit_ids & report_ids and len(fit_ids | report_ids) == len(labelled)
+    goods = sum(r["label"] == "good" for r in labelled)
+    goods_per_half = [sum(r["label"] == "good" for r in half) for half in (fit, report)]
+    assert goods_per_half == [(goods + 1) // 2, goods // 2]
+    assert report_ids == {r["triplet_id"] for r in _report_half_by_hand(labelled, LABELLED_SPLIT_SEED)}
+    assert labelled_half(labelled[::-1], "report") == report[::-1]  # by id, not by file order
+    assert {r["triplet_id"] for r in labelled_half(labelled, "report", seed=1)} != report_ids
+
+
+def test_band_fitted_on_the_fit_half_is_the_default(labelled: list[dict]) -> None:
+    fit = labelled_half(labelled, "fit")
+    low, high = fit_band([r["similarity"] for r in fit], [r["label"] for r in fit])
+    goods = sorted(r["similarity"] for r in fit if r["label"] == "good")
+    bads = [r["similarity"] for r in fit if r["label"] == "bad"]
+    nearest_below, nearest_above = max(s for s in bads if s < goods[0]), min(s for s in bads if s > goods[-1])
+    assert nearest_below < low < goods[0] and goods[-1] < high < nearest_above  # every good kept
+    assert low - nearest_below == pytest.approx(goods[0] - low)  # widest margin: midway
+    assert nearest_above - high == pytest.approx(high - goods[-1])
+    assert (round(low, 2), round(high, 2)) == (FilterConfig().low, FilterConfig().high)
+    assert fit_band([0.5, 0.6, 0.1], ["good", "good", "bad"]) == (pytest.approx(0.3), 1.0)  # none above
+
+
+def test_precision_and_recall_on_the_report_half(labelled: list[dict], shots: FewShot) -> None:
+    """The filters scored on triplets the band was not fitted on, each count made here by
+    running each filter's own function over the report half."""
+    cfg = FilterConfig(prompt=PROMPT)
+    scores = score_labelled(labelled, cfg, half="report")
+    print("\n" + labelled_report(scores))
+    report = _report_half_by_hand(labelled, LABELLED_SPLIT_SEED)
+    drops = {
+        "few_shot_copy": [few_shot_problem(r["caption"], r["modification"], r["modified_caption"], shots,
+                                           cfg.copy_jaccard) for r in report],
+        "repetition": [repetition_problem(r["modification"], r["modified_caption"], cfg.max_word_repeats,
+                                          cfg.loop_ngram) for r in report],
+        "edit_words": [edit_words_problem(r["caption"], r["modification"], r["modified_caption"])
+                       for r in report],
+        "similarity_band": [band_problem(r["similarity"], cfg.low, cfg.high) for r in report],
+    }  # fmt: skip
+    good = [r["label"] == "good" for r in report]
+    settings = {"unfiltered": [], **{name: [name] for name in FILTERS}, "all": list(FILTERS)}
+    for setting, names in settings.items():
+        kept = [not any(drops[n][i] for n in names) for i in range(len(report))]
+        counted = (sum(good), len(good) - sum(good), sum(g and k for g, k in zip(good, kept)),
+                   sum(k and not g for g, k in zip(good, kept)))  # fmt: skip
+        score = scores[setting]
+        assert (score.good, score.bad, score.good_kept, score.bad_kept) == counted, setting
+        assert score.precision == pytest.approx(counted[2] / (counted[2] + counted[3]))
+        assert score.recall == pytest.approx(counted[2] / counted[0])
     base, combined = scores["unfiltered"], scores["all"]
     assert 0.03 <= base.precision <= 0.3  # DESIGN.md: ~2-3 in 30 are real edits
     assert combined.precision > base.precision * 2
     assert all(scores[name].precision >= base.precision for name in FILTERS)
     assert all(scores[name].bad_drop_rate > 0 for name in FILTERS)
     assert combined.bad_drop_rate >= max(scores[name].bad_drop_rate for name in FILTERS)
+    assert scores["similarity_band"].recall == 1.0  # the fitted band keeps every held-out good
     assert combined.recall >= 0.6
     assert combined.recall <= min(scores[name].recall for name in FILTERS)
+
+
+def test_cli_score_labelled_fits_on_one_half_and_reports_the_other(labelled: list[dict], tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["triplets", "score-labelled", "--labelled", str(FIXTURE), "--prompt", str(PROMPT)])
+    assert result.exit_code == 0, result.output
+    fit = labelled_half(labelled, "fit")
+    low, high = fit_band([r["similarity"] for r in fit], [r["label"] for r in fit])
+    assert f"band fitted on the fit half ({len(fit)} rows): {low:.2f}-{high:.2f}" in result.output
+    expected = labelled_report(score_labelled(labelled, FilterConfig(prompt=PROMPT), half="report"))
+    assert expected in result.output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"triplet_id": "a"}\n')
+    bad = CliRunner().invoke(app, ["triplets", "score-labelled", "--labelled", str(broken)])
+    assert bad.exit_code == 2 and "broken.jsonl: not a labelled triplet set" in bad.output

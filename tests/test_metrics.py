@@ -270,3 +270,9 @@ def test_interval_text_marks_differences_that_exclude_zero():
     assert interval_text({"mean": 2.0, "ci95": [0.5, 3.5], "excludes_zero": True}, signed=True) == "+2.0 [+0.5, +3.5]*"
     assert interval_text({"mean": -0.0, "ci95": [-1.0, 1.0], "excludes_zero": False}, signed=True) == "+0.0 [-1.0, +1.0]"
     assert interval_text({"mean": 12.3, "ci95": [10.1, 14.2], "excludes_zero": True}) == "12.3 [10.1, 14.2]"
+
+
+def test_readme_protocol_table_is_the_registry():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for row in protocol_table():
+        assert "| " + " | ".join(row) + " |" in readme, row

@@ -582,7 +582,7 @@ def scene_caption(scene: Scene) -> str:
     """A compositional caption: objects left to right with their tint, then the background.
 
     Scene training captions use it, and each benchmark query records its target's: that
-    text used as the query measures the encoder's ceiling on the benchmark.
+    text used as the query shows how well the encoder finds the answer from its description.
     """
     things = " and ".join(article(f"{p.tint} {p.obj.name}" if p.tint else p.obj.name) for p in scene.items)
     return f"{things} on {article(scene.background)} background" if scene.background else things
