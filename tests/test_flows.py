@@ -54,7 +54,7 @@ def test_pipeline_flow_runs_spec(prefect_harness, coco_dir: Path, tmp_path: Path
     )
     result = {r.stage: r for r in pipeline_flow(str(spec))}
     assert result["captions"].status == "done" and result["captions"].summary["rows"] == 5
-    assert result["evaluate"].summary == {"metrics": {}, "reports": []}
+    assert result["evaluate"].summary == {"metrics": {}, "deltas": {}, "reports": []}
     assert pq.read_metadata(tmp_path / "run/captions/captions.parquet").num_rows == 5
 
 
