@@ -12,10 +12,24 @@ _SEPARATOR = "\x1f"
 ID_HEX_CHARS = 20
 
 
+def utf8_problem(text: str) -> str | None:
+    """Why ``text`` has no UTF-8 form, or None: JSON's ``"\\ud800"`` escape decodes to a lone
+    surrogate, valid in a Python string but not encodable, so no id or Parquet cell can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"lone surrogate {text[exc.start]!r} at character {exc.start}"
+    return None
+
+
 def stable_id(*parts: str) -> str:
-    """Return a 20-hex-character id derived from ``parts`` only."""
-    digest = hashlib.blake2b(_SEPARATOR.join(parts).encode("utf-8"), digest_size=ID_HEX_CHARS // 2)
-    return digest.hexdigest()
+    """Return a 20-hex-character id derived from ``parts`` only (each must be valid UTF-8)."""
+    try:
+        data = _SEPARATOR.join(parts).encode("utf-8")
+    except UnicodeEncodeError:
+        number, problem = next((n, p) for n, p in enumerate(map(utf8_problem, parts), start=1) if p)
+        raise ValueError(f"id part {number} is not valid UTF-8 text ({problem})") from None
+    return hashlib.blake2b(data, digest_size=ID_HEX_CHARS // 2).hexdigest()
 
 
 def image_id(source: str, image_key: str) -> str:

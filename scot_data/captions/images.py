@@ -6,6 +6,7 @@ Runs in worker processes, so everything here is a plain function of picklable re
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import cairosvg
@@ -15,19 +16,28 @@ from scot_data.atomic import atomic_path
 from scot_data.captions.records import Candidate, CaptionRow, LocalImage, RemoteImage, SvgImage, TarMember
 
 WHITE = (255, 255, 255)
+# PIL names the stream it read, e.g. "<_io.BytesIO object at 0x7f...>": an address that
+# changes per run, so a reason holding it would make the rejects table nondeterministic.
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 class ImageError(Exception):
     """The image of a candidate cannot be used; the message is the reject reason."""
 
 
-def decode(data: bytes) -> Image.Image:
-    """Fully decode image bytes (``verify`` alone misses truncated pixel data)."""
+def stable_reason(exc: BaseException) -> str:
+    """An exception's message without object addresses, so the same input gives the same reason."""
+    return _OBJECT_REPR.sub("", str(exc))
+
+
+def decode(data: bytes, name: str) -> Image.Image:
+    """Fully decode image bytes (``verify`` alone misses truncated pixel data); ``name`` (the
+    file or URI the bytes came from) goes into the reason, PIL's stream repr does not."""
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"image does not decode: {exc}") from exc
+        raise ImageError(f"image does not decode: {name}: {stable_reason(exc)}") from exc
     return image
 
 
@@ -53,11 +63,11 @@ def _svg_to_png(svg_path: str, size: int) -> bytes:
 def render_svg(svg_path: str, size: int) -> Image.Image:
     """A ``size`` x ``size`` RGB image of the drawing, centred on white."""
     try:
-        drawing = decode(_svg_to_png(svg_path, size)).convert("RGBA")
+        drawing = decode(_svg_to_png(svg_path, size), svg_path).convert("RGBA")
     except ImageError:
         raise
     except Exception as exc:  # cairosvg raises many unrelated types on bad SVG
-        raise ImageError(f"svg does not render: {type(exc).__name__}: {exc}") from exc
+        raise ImageError(f"svg does not render: {type(exc).__name__}: {stable_reason(exc)}") from exc
     canvas = Image.new("RGB", (size, size), WHITE)
     offset = ((size - drawing.width) // 2, (size - drawing.height) // 2)
     canvas.paste(drawing, offset, drawing)
@@ -83,11 +93,12 @@ def image_uri(candidate: Candidate, images_dir: Path, render_size: int) -> str:
             data = Path(ref.path).read_bytes()
         except OSError as exc:
             raise ImageError(f"image file unreadable: {exc.strerror or exc}") from exc
-        decode(data)
+        decode(data, ref.path)
         return ref.path
     if isinstance(ref, TarMember):
-        decode(read_tar_member(ref))
-        return f"tar://{ref.tar_path}#{ref.member}"
+        uri = f"tar://{ref.tar_path}#{ref.member}"
+        decode(read_tar_member(ref), uri)
+        return uri
     if isinstance(ref, RemoteImage):
         return ref.url
     if isinstance(ref, SvgImage):

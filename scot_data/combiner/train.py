@@ -218,6 +218,14 @@ class TrainModule(nn.Module):
         self.loss = ScotLoss(cfg.loss)
 
 
+class NonFiniteLoss(ArithmeticError):
+    """A step's loss is NaN or inf; raised before the weights are touched."""
+
+    def __init__(self, loss: float) -> None:
+        super().__init__(f"loss is {loss}")
+        self.loss = loss
+
+
 def optimizer_step(
     module: TrainModule,
     optimizer: torch.optim.Optimizer,
@@ -226,18 +234,22 @@ def optimizer_step(
     grad_clip: float,
     autocast: torch.autocast,
 ) -> dict[str, float]:
-    """One AdamW step on (V, T_m, target, T); returns the step's metrics record."""
+    """One AdamW step on (V, T_m, target, T); returns the step's metrics record. A NaN/inf
+    loss raises ``NonFiniteLoss`` before backward, so the weights stay as they were."""
     image, text, target, caption = batch
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast:
         out = module.combiner(image, text)
         loss = module.loss(out.query.float(), target, caption)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLoss(value)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
     optimizer.step()
-    return {"loss": float(loss.detach()), "lr": lr, "logit_scale": float(module.loss.scale.detach()),
+    return {"loss": value, "lr": lr, "logit_scale": float(module.loss.scale.detach()),
             "lambda_mean": float(out.lam.detach().float().mean())}  # fmt: skip
 
 
@@ -370,7 +382,10 @@ def train_combiner(
             torch.manual_seed(cfg.seed * 1_000_003 + step + 1)  # dropout masks of this step
             batch = train.batch(permutation[within * batch_size : (within + 1) * batch_size])
             lr = lr_at(step, total, cfg)
-            record = optimizer_step(module, optimizer, batch, lr, cfg.grad_clip, autocast)
+            try:
+                record = optimizer_step(module, optimizer, batch, lr, cfg.grad_clip, autocast)
+            except NonFiniteLoss as exc:
+                raise _stopped(out, step + 1, exc.loss) from None
             step += 1
             last_loss = record["loss"]
             log.write(json.dumps({"step": step, "epoch": epoch, **record}) + "\n")
@@ -405,6 +420,16 @@ def train_combiner(
         return summary
     encoder = (read_manifest(embeddings_dir) or {}).get("encoder")
     return _finish(out, cfg, module.combiner, summary, final, inputs, encoder)
+
+
+def _stopped(out: Path, step: int, loss: float) -> ScotInputError:
+    """The one-line error for a NaN/inf loss: the run ends unfinished (no summary, no
+    manifest), and its newest checkpoint, written before the loss went bad, is kept."""
+    checkpoint = latest_checkpoint(out)
+    kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written yet"
+    return ScotInputError(
+        f"{out}: training loss is {loss} at step {step} (check the embeddings and the learning rate); {kept}"
+    )
 
 
 def _finish(

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from scot_data.captions.images import ImageError, decode, read_tar_member
+from scot_data.captions.images import ImageError, decode, read_tar_member, stable_reason
 from scot_data.captions.records import TarMember
 
 TAR_SCHEME = "tar://"
@@ -107,7 +107,7 @@ def read_image_bytes(item: ImageItem) -> bytes:
         with fsspec.open(item.uri, "rb") as handle:
             return handle.read()
     except Exception as exc:  # network and backend errors come in many types
-        raise ImageError(f"image URL unreadable: {type(exc).__name__}: {exc}") from exc
+        raise ImageError(f"image URL unreadable: {type(exc).__name__}: {stable_reason(exc)}") from exc
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -123,12 +123,12 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
         item = self.items[index]
         try:
-            image = decode(read_image_bytes(item))
+            image = decode(read_image_bytes(item), item.uri)
             return index, self.transform(image), ""
         except ImageError as exc:
             return index, None, str(exc)
         except Exception as exc:  # a transform failing on an odd image is a reject, not a crash
-            return index, None, f"image does not preprocess: {type(exc).__name__}: {exc}"
+            return index, None, f"image does not preprocess: {type(exc).__name__}: {stable_reason(exc)}"
 
 
 def collate(batch: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:

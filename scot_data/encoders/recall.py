@@ -36,7 +36,7 @@ class RecallReport:
 def _pixels(encoder, image_id: str, uri: str) -> torch.Tensor:
     """Any URI the embed stage reads (file, ``tar://shard#member``, fsspec URL)."""
     try:
-        return encoder.image_transform(decode(read_image_bytes(ImageItem(image_id, uri, 0))))
+        return encoder.image_transform(decode(read_image_bytes(ImageItem(image_id, uri, 0)), uri))
     except (OSError, ImageError) as exc:
         raise ScotInputError(f"{uri}: {exc}") from exc
 

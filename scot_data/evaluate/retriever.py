@@ -5,6 +5,11 @@ to float32, scored against every query and merged into a running top-k, so memor
 ``queries x (chunk + k)`` whatever the gallery size. With ``faiss`` installed (``pip
 install faiss-cpu``) an exact ``IndexFlatIP`` does the same job with its own BLAS
 kernels; both are exact, so both return the same neighbours (ties aside).
+
+A hit with no gallery item behind it (FAISS pads with row -1 when it has fewer than k
+results, e.g. for a NaN query) or a NaN score is no hit: its row is -1, its score -inf,
+it is moved after the real hits and left out of ``ids``, which only ever holds real
+gallery ids (``ids[q][i]`` still has score ``scores[q, i]``).
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from scot_data.embed.view import load_embeddings
 class SearchResult:
     """Per query: gallery ids and scores (cosine similarity), best first."""
 
-    ids: list[list[str]]
-    scores: np.ndarray  # (queries, k) float32
-    rows: np.ndarray  # (queries, k) gallery row indices
+    ids: list[list[str]]  # real hits only: a query may have fewer than k
+    scores: np.ndarray  # (queries, k) float32, -inf where there is no hit
+    rows: np.ndarray  # (queries, k) gallery row indices, -1 where there is no hit
 
 
 def faiss_available() -> bool:
@@ -63,7 +68,8 @@ class Retriever:
             query = query[None, :]
         k = min(k, len(self.ids))
         scores, rows = self._faiss(query, k) if self.use_faiss else self._exact(query, k)
-        return SearchResult([[self.ids[r] for r in row] for row in rows.tolist()], scores, rows)
+        scores, rows = _drop_missing(np.asarray(scores), np.asarray(rows))
+        return SearchResult([[self.ids[r] for r in row if r >= 0] for row in rows.tolist()], scores, rows)
 
     def _exact(self, query: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         best_scores = torch.full((len(query), 0), -torch.inf)
@@ -88,3 +94,13 @@ class Retriever:
             self._faiss_index = index
         scores, rows = self._faiss_index.search(np.ascontiguousarray(query.numpy()), k)
         return scores, rows
+
+
+def _drop_missing(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Padding (row -1) and NaN scores become (-inf, -1), moved after the real hits in
+    order, so a padding row can never index ``ids[-1]`` and ids stay aligned with scores."""
+    missing = (rows < 0) | np.isnan(scores)
+    order = np.argsort(missing, axis=1, kind="stable")
+    missing = np.take_along_axis(missing, order, axis=1)
+    scores = np.where(missing, -np.inf, np.take_along_axis(scores, order, axis=1)).astype(np.float32)
+    return scores, np.where(missing, -1, np.take_along_axis(rows, order, axis=1))

@@ -51,7 +51,7 @@ def gallery_encoder(gallery_dir: Path) -> dict:
 def image_vector(encoder: Encoder, image: Path) -> torch.Tensor:
     if not image.is_file():
         raise ScotInputError(f"--image {image}: no such file")
-    return encoder.encode_images(encoder.image_transform(decode(image.read_bytes()))[None])
+    return encoder.encode_images(encoder.image_transform(decode(image.read_bytes(), str(image)))[None])
 
 
 def compose(

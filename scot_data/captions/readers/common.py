@@ -20,9 +20,14 @@ def normalise_caption(text: str) -> str:
 def candidate_or_reject(
     source: str, image_key: str, caption: object, image: ImageRef, file: str, record: str
 ) -> Candidate | Reject:
-    """Build a candidate with stable ids, or reject a caption that is missing or empty."""
+    """Build a candidate with stable ids, or reject a caption that is missing, empty or not
+    UTF-8 (a lone surrogate would otherwise stop the whole run where its id is hashed)."""
     if not isinstance(caption, str):
         return Reject(file, record, f"caption is {type(caption).__name__}, not text")
+    for what, value in (("caption", caption), ("image key", image_key)):
+        problem = ids.utf8_problem(value)
+        if problem:
+            return Reject(file, record, f"{what} is not valid UTF-8 text ({problem})")
     text = normalise_caption(caption)
     if not text:
         return Reject(file, record, "empty caption")

@@ -1,0 +1,253 @@
+"""Hostile inputs: one NaN, one flipped byte, one lone surrogate, one empty image file.
+
+Each must end in a one-line error or a reject that names the file and the record, never
+in a run that "succeeds" with garbage, a traceback, or a reason that changes per run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from scot_data.captions.config import CocoCaptions
+from scot_data.captions.ingest import ingest_captions
+from scot_data.combiner import train as train_module
+from scot_data.combiner.checkpoint import latest_checkpoint
+from scot_data.combiner.synthetic import PART, write_synthetic_cache
+from scot_data.combiner.train import TrainConfig, train_combiner
+from scot_data.embed.images import ImageDataset, ImageItem
+from scot_data.embed.records import PARQUET_OPTIONS, to_column, to_matrix
+from scot_data.embed.view import load_training_view
+from scot_data.errors import ScotInputError
+from scot_data.evaluate.retriever import Retriever
+from scot_data.manifest import read_manifest, write_manifest
+from scot_data.verify import verify
+
+SMALL = {
+    "epochs": 2,
+    "batch_size": 8,
+    "val_fraction": 0.0,
+    "checkpoint_every": 2,
+    "amp": False,
+    "device": "cpu",
+}
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> tuple[Path, Path]:
+    return write_synthetic_cache(tmp_path / "cache", images=8, per_image=4, dim=16)
+
+
+def _poison(embeddings: Path, kind: str, row: int) -> Path:
+    """Set one float16 of ``row`` to NaN and re-write the manifest to match, as an encoder
+    that produced the NaN itself would have: the files are consistent, the vector is not."""
+    part = embeddings / kind / PART
+    table = pq.read_table(part)
+    matrix = to_matrix(table.column("embedding")).copy()
+    matrix[row, 3] = np.nan
+    table = table.set_column(table.schema.get_field_index("embedding"), "embedding", to_column(matrix))
+    pq.write_table(table, part, **PARQUET_OPTIONS)
+    manifest = read_manifest(embeddings)
+    files = {name: meta["rows"] for name, meta in manifest["outputs"].items()}
+    extra = {"embedding": manifest["embedding"], "parts": manifest["parts"]}
+    write_manifest(embeddings, manifest["stage"], manifest["config"], [], files, extra=extra)
+    return part
+
+
+# ---------------------------------------------------------------- 1. NaN and altered parts
+
+
+def test_nan_vector_is_refused_by_the_training_view(cache: tuple[Path, Path]) -> None:
+    embeddings, triplets = cache
+    part = _poison(embeddings, "images", row=3)
+    image_id = pq.read_table(part).column("image_id")[3].as_py()
+    with pytest.raises(ScotInputError) as error:
+        load_training_view(embeddings, triplets)
+    assert str(error.value) == f"{part}: row 3 (image_id {image_id}): embedding has NaN/inf values"
+
+
+def test_nan_vector_stops_training_before_it_writes_anything(
+    cache: tuple[Path, Path], tmp_path: Path
+) -> None:
+    embeddings, triplets = cache
+    _poison(embeddings, "texts", row=0)
+    out = tmp_path / "combiner"
+    with pytest.raises(ScotInputError, match=r"texts/part-00000\.parquet: row 0 "):
+        train_combiner(TrainConfig(**SMALL), embeddings, triplets, out, show_progress=False)
+    assert not (out / "manifest.json").exists() and not (out / "summary.json").exists()
+
+
+def test_scot_train_on_a_nan_cache_exits_2_with_one_line(cache: tuple[Path, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from scot_data.cli import app
+
+    embeddings, triplets = cache
+    part = _poison(embeddings, "images", row=0)
+    image_id = pq.read_table(part).column("image_id")[0].as_py()
+    out = tmp_path / "combiner"
+    args = ["train", "--embeddings", str(embeddings), "--triplets", str(triplets), "--out", str(out),
+            "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {part}: row 0 (image_id {image_id}): embedding has NaN/inf values\n"
+    assert not (out / "manifest.json").exists()
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    cache: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embeddings, triplets = cache
+    real_forward = train_module.ScotLoss.forward
+    calls = {"n": 0}
+
+    def nan_from_step_3(self, *args):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        loss = real_forward(self, *args)
+        return loss * torch.nan if calls["n"] >= 3 else loss
+
+    monkeypatch.setattr(train_module.ScotLoss, "forward", nan_from_step_3)
+    out = tmp_path / "combiner"
+    with pytest.raises(ScotInputError) as error:
+        train_combiner(TrainConfig(**SMALL), embeddings, triplets, out, show_progress=False)
+    last = out / "checkpoints" / "step-00000002"
+    assert str(error.value) == (
+        f"{out}: training loss is nan at step 3 (check the embeddings and the learning rate); "
+        f"the last good checkpoint is {last}"
+    )
+    assert latest_checkpoint(out) == last
+    assert not (out / "manifest.json").exists() and not (out / "summary.json").exists()
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2]
+
+
+def test_verify_names_the_file_and_row_of_a_nan_vector(cache: tuple[Path, Path]) -> None:
+    embeddings, _ = cache
+    _poison(embeddings, "images", row=5)
+    assert verify(embeddings) == [f"{embeddings}/images/{PART}: 1 rows with NaN/inf (first row 5)"]
+
+
+def test_flipped_byte_in_a_part_is_refused_by_the_training_view(cache: tuple[Path, Path]) -> None:
+    embeddings, triplets = cache
+    part = embeddings / "texts" / PART
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    part.write_bytes(bytes(data))
+    assert verify(embeddings) == [f"{embeddings}/texts/{PART}: sha256 differs from the manifest (altered)"]
+    with pytest.raises(ScotInputError) as error:
+        load_training_view(embeddings, triplets)
+    assert str(error.value) == f"{part}: sha256 differs from the manifest (altered; run scot verify)"
+
+
+def test_truncated_part_is_refused_by_the_training_view(cache: tuple[Path, Path]) -> None:
+    embeddings, triplets = cache
+    part = embeddings / "images" / PART
+    size = part.stat().st_size
+    part.write_bytes(part.read_bytes()[:-10])
+    with pytest.raises(ScotInputError) as error:
+        load_training_view(embeddings, triplets)
+    assert str(error.value) == f"{part}: {size - 10} bytes, manifest says {size} (truncated or altered)"
+
+
+def test_large_parts_are_checked_by_size_only(
+    cache: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scot_data.embed import view
+
+    embeddings, triplets = cache
+    monkeypatch.setattr(view, "HASH_BELOW_BYTES", 100)  # every part counts as large ...
+    monkeypatch.setattr(
+        view, "sha256_file", lambda path: pytest.fail(f"{path} re-hashed")
+    )  # ... so none is hashed
+    assert len(load_training_view(embeddings, triplets)) == 32
+    part = embeddings / "images" / PART
+    part.write_bytes(part.read_bytes() + b"x")
+    with pytest.raises(
+        ScotInputError, match=r"part-00000\.parquet: \d+ bytes, manifest says \d+ \(truncated or altered\)$"
+    ):
+        load_training_view(embeddings, triplets)
+
+
+def test_retriever_never_returns_padding_ids() -> None:
+    matrix = np.eye(3, 4, dtype=np.float16)
+    queries = np.array([[np.nan] * 4, [0, 1, 0, 0]], np.float32)
+    for use_faiss in (True, False):
+        retriever = Retriever(["a", "b", "c"], matrix, use_faiss=use_faiss)
+        found = retriever.search(queries, k=2)
+        assert found.ids == [[], ["b", found.ids[1][1]]] and found.ids[1][1] in {"a", "c"}
+        assert found.rows[0].tolist() == [-1, -1] and found.scores[0].tolist() == [-np.inf, -np.inf]
+        assert retriever.search(queries[1:], k=10).ids[0][0] == "b"
+        assert len(retriever.search(queries[1:], k=10).ids[0]) == 3
+    poisoned = matrix.copy()
+    poisoned[0, 0] = np.nan  # a NaN gallery row scores NaN, which torch.topk ranks first
+    found = Retriever(["a", "b", "c"], poisoned, use_faiss=False).search(queries[1:], k=3)
+    assert found.ids == [["b", found.ids[0][1]]] and found.scores[0][0] == 1.0
+    assert found.rows[0].tolist()[::2] == [1, -1] and found.scores[0][2] == -np.inf
+
+
+# ------------------------------------------------------------ 2. a lone surrogate in a caption
+
+
+def test_lone_surrogate_caption_is_rejected_and_the_run_continues(coco_dir: Path, tmp_path: Path) -> None:
+    annotations = coco_dir / "annotations/captions_train2017.json"
+    data = json.loads(annotations.read_text())
+    data["annotations"].append({"id": 22, "image_id": 2, "caption": "a cat \ud800 on a sofa"})
+    data["images"].append({"id": 7, "file_name": "bad\udcff.jpg"})
+    data["annotations"].append({"id": 23, "image_id": 7, "caption": "a fine caption"})
+    annotations.write_text(json.dumps(data))  # ensure_ascii: valid JSON with \ud800 escapes
+    cfg = CocoCaptions(input=annotations, images=coco_dir / "train2017")
+    summary = ingest_captions(cfg, tmp_path / "out", show_progress=False)
+    rejects = {r["record"]: r for r in pq.read_table(tmp_path / "out/rejects.parquet").to_pylist()}
+    assert rejects["annotations[12]"] == {
+        "file": str(annotations), "record": "annotations[12]",
+        "reason": "caption is not valid UTF-8 text (lone surrogate '\\ud800' at character 6)",
+    }  # fmt: skip
+    assert rejects["annotations[13]"]["reason"] == (
+        "image key is not valid UTF-8 text (lone surrogate '\\udcff' at character 3)"
+    )
+    assert summary.rows == 5 and summary.rejects == 10
+
+
+def test_stable_id_names_a_lone_surrogate() -> None:
+    from scot_data import ids
+
+    with pytest.raises(
+        ValueError, match=r"^id part 2 is not valid UTF-8 text \(lone surrogate '\\ud800' at character 1\)$"
+    ):
+        ids.stable_id("caption", "x\ud800")
+
+
+# ------------------------------------------------------- 3. reasons that name the file, stably
+
+
+def test_caption_stage_rejects_of_an_empty_image_are_stable(coco_dir: Path, tmp_path: Path) -> None:
+    empty = coco_dir / "train2017" / "000000000004.jpg"
+    empty.write_bytes(b"")
+    cfg = CocoCaptions(input=coco_dir / "annotations/captions_train2017.json", images=coco_dir / "train2017")
+    first = ingest_captions(cfg, tmp_path / "one", show_progress=False)
+    ingest_captions(cfg, tmp_path / "two", show_progress=False)
+    one, two = (pq.read_table(tmp_path / d / "rejects.parquet") for d in ("one", "two"))
+    assert one.equals(two)
+    reasons = {r["record"]: r["reason"] for r in one.to_pylist()}
+    assert reasons["annotations[8]"] == "image_id 42 has no image record"
+    assert (
+        reasons["annotations[4]"] == f"image does not decode: {empty.resolve()}: cannot identify image file"
+    )
+    corrupt = (coco_dir / "train2017" / "000000000005.jpg").resolve()
+    assert reasons["annotations[6]"] == f"image does not decode: {corrupt}: cannot identify image file"
+    assert not any("0x" in r for r in reasons.values())
+    assert first.reject_reasons["image does not decode"] == 2
+
+
+def test_embed_stage_reason_of_an_empty_image_names_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    reasons = [ImageDataset([ImageItem("i", str(empty), 0)], transform=torch.as_tensor)[0] for _ in range(2)]
+    assert (
+        reasons[0] == reasons[1] == (0, None, f"image does not decode: {empty}: cannot identify image file")
+    )
