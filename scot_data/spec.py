@@ -8,11 +8,12 @@ for the whole paper-scale run is checked today.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scot_data.captions.config import CaptionsConfig
 from scot_data.combiner.train import TrainConfig
@@ -58,10 +59,15 @@ class EvaluateConfig(_Section):
     benchmarks: list[BenchmarkConfig] = Field(default_factory=list)
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+"""A run name is one path component inside ``shards/``: no separator, no leading dot (so
+neither ``..`` nor a hidden folder), so the default output never lands outside it."""
+
+
 class PipelineSpec(_Section):
     """A whole run: every stage's options and where the outputs go."""
 
-    name: str
+    name: str = Field(description="the run's name; the default output folder is shards/<name>")
     description: str = ""
     output_dir: Path | None = Field(None, description="default: shards/<name>")
     captions: CaptionsConfig
@@ -69,6 +75,13 @@ class PipelineSpec(_Section):
     encoder: EncoderConfig | None = None
     train: TrainConfig | None = None
     evaluate: EvaluateConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        if not RUN_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} must be letters, digits, '_', '-' or '.' (not first)")
+        return name
 
     @property
     def out(self) -> Path:

@@ -1,4 +1,4 @@
-"""Hostile inputs: one NaN, one flipped byte, one lone surrogate, one empty image file.
+"""Hostile inputs: NaN vectors, flipped bytes, lone surrogates, bad images, stray paths, odd options.
 
 Each must end in a one-line error or a reject that names the file and the record, never
 in a run that "succeeds" with garbage, a traceback, or a reason that changes per run.
@@ -251,3 +251,171 @@ def test_embed_stage_reason_of_an_empty_image_names_the_file(tmp_path: Path) -> 
     assert (
         reasons[0] == reasons[1] == (0, None, f"image does not decode: {empty}: cannot identify image file")
     )
+
+
+# ------------------------------------------- 4. user-supplied files and options of scot search
+
+
+@pytest.fixture(scope="module")
+def gallery(tiny_spec: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished embedding cache of a tiny CIRR-layout benchmark's val images."""
+    from scot_data.evaluate.evaluate import EvalConfig, evaluate
+    from tests.test_evaluate import cirr_layout
+
+    tmp = tmp_path_factory.mktemp("gallery")
+    root = cirr_layout(tmp / "cirr")
+    evaluate(EvalConfig(benchmark="cirr", data=root, encoder=tiny_spec, device="cpu", num_workers=0),
+             tmp / "out", show_progress=False)  # fmt: skip
+    return tmp / "out" / "cache" / "cirr-val"
+
+
+def _scot(*args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from scot_data.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stderr
+
+
+def _search(gallery: Path, *args: str) -> tuple[int, str]:
+    return _scot("search", "--gallery", str(gallery), "--device", "cpu", *args)
+
+
+def _bomb_png(path: Path) -> Path:
+    """A 1x1 PNG whose header claims 20000 x 20000 pixels, over twice PIL's MAX_IMAGE_PIXELS."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("P", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = bytearray(data[12:29])  # chunk type + 13 header bytes
+    ihdr[4:12] = struct.pack(">II", 20000, 20000)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_search_names_an_image_that_does_not_decode(gallery: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notanimage.jpg"
+    text.write_text("hello, not an image\n")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    for image in (text, empty):
+        code, stderr = _search(gallery, "--image", str(image))
+        assert (code, stderr) == (
+            2,
+            f"error: --image {image}: image does not decode: cannot identify image file\n",
+        )
+
+
+def test_search_names_a_decompression_bomb(gallery: Path, tmp_path: Path) -> None:
+    bomb = _bomb_png(tmp_path / "bomb.png")
+    code, stderr = _search(gallery, "--image", str(bomb))
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr.startswith(
+        f"error: --image {bomb}: image does not decode: Image size (400000000 pixels) exceeds"
+    )
+
+
+def test_search_names_a_combiner_file_that_is_not_a_combiner(gallery: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    missing = tmp_path / "missing.safetensors"
+    noise = tmp_path / "noise.safetensors"
+    noise.write_bytes(np.random.default_rng(0).bytes(256))
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(1)}, str(other))
+    expected = {
+        missing: "no such file",
+        noise: "not a safetensors file",
+        other: "not a Combiner checkpoint (no tensor 'output_layer.weight')",
+    }
+    image = str(gallery.parents[2] / "cirr" / "val" / "img5.png")
+    for path, reason in expected.items():
+        code, stderr = _search(gallery, "--image", image, "--text", "red", "--combiner", str(path))
+        assert (code, stderr) == (2, f"error: {path}: {reason}\n")
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_search_names_a_k_below_one(gallery: Path, k: str) -> None:
+    assert _search(gallery, "--text", "red", "-k", k) == (2, f"error: -k/--top-k {k}: must be at least 1\n")
+
+
+# ----------------------------------------------------------- 5. folders, spec names, captions
+
+
+def test_wds_blocks_of_a_folder_without_a_manifest_name_it(tmp_path: Path) -> None:
+    from scot_data.embed import iter_wds_blocks
+
+    with pytest.raises(ScotInputError) as error:
+        next(iter_wds_blocks(tmp_path, kind="images"))
+    assert str(error.value) == f"{tmp_path}: no manifest.json (not a finished embeddings directory)"
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "a\\b", ""])
+def test_spec_name_that_would_leave_shards_is_refused(tmp_path: Path, name: str) -> None:
+    import yaml
+
+    from scot_data.spec import load_spec
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "captions": {"format": "openclipart"}}))
+    with pytest.raises(ScotInputError, match=rf"^{path}: name: ") as error:
+        load_spec(path)
+    assert "letters, digits" in str(error.value)
+
+
+def test_shipped_spec_names_still_validate() -> None:
+    from scot_data.spec import load_spec
+
+    specs = sorted(Path(__file__).parents[1].glob("pipelines/*.yaml"))
+    assert {load_spec(path).name for path in specs} >= {"demo", "coco-290k"}
+
+
+def test_coco_file_name_outside_the_image_folder_is_rejected(coco_dir: Path, tmp_path: Path) -> None:
+    annotations = coco_dir / "annotations/captions_train2017.json"
+    data = json.loads(annotations.read_text())
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes((coco_dir / "train2017" / "000000000001.jpg").read_bytes())
+    data["images"] += [{"id": 7, "file_name": str(outside)}, {"id": 8, "file_name": "../outside.jpg"}]
+    data["annotations"] += [
+        {"id": 22, "image_id": 7, "caption": "a dog"},
+        {"id": 23, "image_id": 8, "caption": "a dog"},
+    ]
+    annotations.write_text(json.dumps(data))
+    cfg = CocoCaptions(input=annotations, images=coco_dir / "train2017")
+    summary = ingest_captions(cfg, tmp_path / "out", show_progress=False)
+    rejects = {r["record"]: r["reason"] for r in pq.read_table(tmp_path / "out/rejects.parquet").to_pylist()}
+    folder = (coco_dir / "train2017").resolve()
+    assert rejects["annotations[12]"] == f"file_name {str(outside)!r} is outside the image folder {folder}"
+    assert rejects["annotations[13]"] == f"file_name '../outside.jpg' is outside the image folder {folder}"
+    assert summary.rows == 5
+
+
+@pytest.mark.parametrize(
+    ("caption", "reason"),
+    [
+        ("x" * 2001, "caption is 2001 characters, over the 2000 maximum"),
+        ("a cat\x00 on a sofa", "caption has control character '\\x00' at character 5"),
+        ("a \x1b[31mred\x1b[0m bus", "caption has control character '\\x1b' at character 2"),
+    ],
+)
+def test_overlong_or_control_character_captions_are_rejected(
+    coco_dir: Path, tmp_path: Path, caption: str, reason: str
+) -> None:
+    annotations = coco_dir / "annotations/captions_train2017.json"
+    data = json.loads(annotations.read_text())
+    data["annotations"].append({"id": 22, "image_id": 2, "caption": caption})
+    data["annotations"].append({"id": 23, "image_id": 2, "caption": "x" * 2000 + "\t\n"})
+    annotations.write_text(json.dumps(data))
+    cfg = CocoCaptions(input=annotations, images=coco_dir / "train2017")
+    summary = ingest_captions(cfg, tmp_path / "out", show_progress=False)
+    rejects = {r["record"]: r["reason"] for r in pq.read_table(tmp_path / "out/rejects.parquet").to_pylist()}
+    assert rejects["annotations[12]"] == reason and "annotations[13]" not in rejects
+    assert summary.rows == 6

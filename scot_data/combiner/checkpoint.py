@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from scot_data.atomic import atomic_path, atomic_write_json
 from scot_data.combiner.model import Combiner, CombinerConfig
+from scot_data.errors import ScotInputError
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -106,14 +107,38 @@ def save_combiner(path: Path, combiner: Combiner, cfg: CombinerConfig) -> None:
 
 def load_combiner(path: str | Path, device: str | torch.device = "cpu") -> Combiner:
     """A Combiner from ``save_combiner``'s file, a training output folder holding it, or a
-    checkpoint folder (its ``model.safetensors``)."""
+    checkpoint folder (its ``model.safetensors``); a file that is none of these is named in a
+    ScotInputError, since the path usually comes from the user."""
     path = Path(path)
     if path.is_dir():
         final = path / FINAL_FILE  # a training output folder; else a checkpoint folder
         path = final if final.exists() else path / MODEL_FILE
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    tensors = load_file(str(path), device=str(device))
+    metadata, tensors = _read_safetensors(path, device)
+    try:
+        return _build_combiner(metadata, tensors, device)
+    except KeyError as exc:
+        raise ScotInputError(f"{path}: not a Combiner checkpoint (no tensor {exc.args[0]!r})") from None
+    except (RuntimeError, ValueError) as exc:  # load_state_dict's shape or key mismatch; bad config
+        raise ScotInputError(f"{path}: not a Combiner checkpoint ({' '.join(str(exc).split())})") from None
+
+
+def _read_safetensors(
+    path: Path, device: str | torch.device
+) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The file's metadata and tensors; a missing or non-safetensors file is an input error."""
+    if not path.is_file():
+        raise ScotInputError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return metadata, load_file(str(path), device=str(device))
+    except SafetensorError:
+        raise ScotInputError(f"{path}: not a safetensors file") from None
+
+
+def _build_combiner(
+    metadata: dict[str, str], tensors: dict[str, torch.Tensor], device: str | torch.device
+) -> Combiner:
     if any(k.startswith(COMBINER_PREFIX) for k in tensors):
         tensors = {k[len(COMBINER_PREFIX):]: v for k, v in tensors.items() if k.startswith(COMBINER_PREFIX)}
     dim = tensors["output_layer.weight"].shape[0]

@@ -23,6 +23,7 @@ import numpy as np
 from scot_data import ids
 from scot_data.atomic import atomic_path
 from scot_data.embed.records import DTYPE
+from scot_data.errors import ScotInputError
 
 TAR_BLOCK = 512
 TAR_RECORD = 10240  # tarfile pads an archive to a multiple of this
@@ -181,10 +182,14 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
 def shard_urls(
     source: str | Path, kind: str | None = None, storage_options: dict[str, Any] | None = None
 ) -> list[str]:
-    """The shard URLs a finished embeddings directory (local or any fsspec URL) lists."""
+    """The shard URLs a finished embeddings directory (local or any fsspec URL) lists; a
+    folder without a manifest is named, since it is usually a mistyped or unfinished path."""
     base = str(source).rstrip("/")
-    with _open(f"{base}/manifest.json", storage_options) as handle:
-        manifest = json.loads(handle.read())
+    try:
+        with _open(f"{base}/manifest.json", storage_options) as handle:
+            manifest = json.loads(handle.read())
+    except FileNotFoundError:
+        raise ScotInputError(f"{base}: no manifest.json (not a finished embeddings directory)") from None
     shards = manifest.get("shards", [])
     return [f"{base}/{s['name']}" for s in shards if kind is None or s["kind"] == kind]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from scot_data.captions.images import decode
+from scot_data.captions.images import ImageError, decode, stable_reason
 from scot_data.combiner.checkpoint import load_combiner
 from scot_data.encoders import Encoder, create_encoder
 from scot_data.errors import ScotInputError
@@ -48,10 +49,22 @@ def gallery_encoder(gallery_dir: Path) -> dict:
     return manifest["encoder"]
 
 
-def image_vector(encoder: Encoder, image: Path) -> torch.Tensor:
+def query_image(image: Path) -> Image.Image:
+    """The decoded reference image; a missing, unreadable or undecodable file (text, zero
+    bytes, a decompression bomb) is named in one line rather than a traceback."""
     if not image.is_file():
         raise ScotInputError(f"--image {image}: no such file")
-    return encoder.encode_images(encoder.image_transform(decode(image.read_bytes(), str(image)))[None])
+    try:
+        return decode(image.read_bytes(), str(image))
+    except OSError as exc:
+        raise ScotInputError(f"--image {image}: unreadable ({exc.strerror or exc})") from None
+    except ImageError as exc:  # decode's reason repeats the path; keep only PIL's cause
+        reason = stable_reason(exc.__cause__)
+        raise ScotInputError(f"--image {image}: image does not decode: {reason}") from None
+
+
+def image_vector(encoder: Encoder, image: Path) -> torch.Tensor:
+    return encoder.encode_images(encoder.image_transform(query_image(image))[None])
 
 
 def compose(
@@ -95,6 +108,8 @@ def search(
     device: str = "auto",
 ) -> SearchOutput:
     """Embed the query with the gallery's encoder, compose it, return the top ``k``."""
+    if k < 1:
+        raise ScotInputError(f"-k/--top-k {k}: must be at least 1")
     gallery = Path(gallery_dir)
     identity = gallery_encoder(gallery)
     encoder = create_encoder(encoder_spec or identity["spec"], device=device)

@@ -32,9 +32,11 @@ def _load(cfg: CocoCaptions) -> dict:
 
 
 def scan_coco(cfg: CocoCaptions) -> Iterator[Candidate | Reject]:
-    """Yield one candidate per annotation whose image record exists."""
+    """Yield one candidate per annotation whose image record exists inside ``--images``; a
+    ``file_name`` that is absolute or climbs out with ``..`` would read any file on the machine."""
     data = _load(cfg)
     file = str(cfg.input)
+    folder = cfg.images.resolve()
     file_names: dict[object, str] = {}
     for i, image in enumerate(data["images"]):
         if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
@@ -50,5 +52,9 @@ def scan_coco(cfg: CocoCaptions) -> Iterator[Candidate | Reject]:
         if name is None:
             yield Reject(file, record, f"image_id {ann['image_id']!r} has no image record")
             continue
-        image = LocalImage(str((cfg.images / name).resolve()))
+        path = (cfg.images / name).resolve()
+        if not path.is_relative_to(folder):
+            yield Reject(file, record, f"file_name {name!r} is outside the image folder {folder}")
+            continue
+        image = LocalImage(str(path))
         yield candidate_or_reject(cfg.source_name, name, ann.get("caption"), image, file, record)

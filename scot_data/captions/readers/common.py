@@ -10,6 +10,14 @@ from scot_data.captions.records import Candidate, ImageRef, Reject
 from scot_data.errors import ScotInputError
 
 _SPACES = re.compile(r"\s+")
+# C0/C1 control characters that are not whitespace (whitespace ones, \s, are collapsed):
+# NUL truncates C strings downstream, ESC sequences repaint terminals and reports.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+
+MAX_CAPTION_CHARS = 2000
+"""Longest caption kept (after whitespace is collapsed). Captions are a sentence or a short
+paragraph; thousands of characters mean a scraped page or a broken record, which would cost
+memory in every later stage and room in every LLM prompt built from it."""
 
 
 def normalise_caption(text: str) -> str:
@@ -20,8 +28,9 @@ def normalise_caption(text: str) -> str:
 def candidate_or_reject(
     source: str, image_key: str, caption: object, image: ImageRef, file: str, record: str
 ) -> Candidate | Reject:
-    """Build a candidate with stable ids, or reject a caption that is missing, empty or not
-    UTF-8 (a lone surrogate would otherwise stop the whole run where its id is hashed)."""
+    """Build a candidate with stable ids, or reject a caption that is missing, not UTF-8 (a
+    lone surrogate would otherwise stop the whole run where its id is hashed) or fails
+    ``caption_problem``."""
     if not isinstance(caption, str):
         return Reject(file, record, f"caption is {type(caption).__name__}, not text")
     for what, value in (("caption", caption), ("image key", image_key)):
@@ -29,8 +38,9 @@ def candidate_or_reject(
         if problem:
             return Reject(file, record, f"{what} is not valid UTF-8 text ({problem})")
     text = normalise_caption(caption)
-    if not text:
-        return Reject(file, record, "empty caption")
+    problem = caption_problem(caption, text)
+    if problem:
+        return Reject(file, record, problem)
     return Candidate(
         caption_id=ids.caption_id(source, image_key, text),
         image_id=ids.image_id(source, image_key),
@@ -41,6 +51,19 @@ def candidate_or_reject(
         file=file,
         record=record,
     )
+
+
+def caption_problem(caption: str, text: str) -> str | None:
+    """Why a caption (``text`` is its normalised form) is not kept: empty, control
+    characters, or longer than ``MAX_CAPTION_CHARS``; None when it is fine."""
+    if not text:
+        return "empty caption"
+    control = _CONTROL.search(caption)
+    if control:
+        return f"caption has control character {control.group()!r} at character {control.start()}"
+    if len(text) > MAX_CAPTION_CHARS:
+        return f"caption is {len(text)} characters, over the {MAX_CAPTION_CHARS} maximum"
+    return None
 
 
 def require_path(path: Path, what: str, directory: bool = False) -> Path:
