@@ -162,6 +162,7 @@ def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     if embeddings is None:
         raise ScotInputError(f"{stage_dir(spec, 'embeddings')}: the evaluate stage needs the encoder stage's output")
     encoder = embeddings["encoder"]["spec"]
+    cache = encoder_cache(stage_dir(spec, "eval") / "cache", encoder)
     for bench in spec.evaluate.benchmarks:
         entry = get_benchmark(bench.name)
         if bench.build and entry.build is not None:
@@ -170,7 +171,6 @@ def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
             out = stage_dir(spec, "eval") / f"{bench.name}-{split}"
             cfg = EvalConfig(benchmark=bench.name, data=bench.data, split=split, combiner=combiner, encoder=encoder,
                              device=spec.encoder.device if spec.encoder else "auto")  # fmt: skip
-            cache = encoder_cache(stage_dir(spec, "eval") / "cache", encoder)
             results = evaluate(cfg, out, cache, show_progress=show_progress)
             summary["metrics"].update({f"{part} {split}": m for part, m in results["metrics"].items()})
             summary["deltas"].update({f"{part} {split}": d for part, d in results["deltas"].items()})

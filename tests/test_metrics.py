@@ -105,7 +105,7 @@ def test_fashioniq_reader_joins_two_captions_and_keeps_the_reference(tmp_path):
     assert bench.names == ["a", "b", "c"] and bench.gallery["a"] == tmp_path / "images" / "a.png"
     entry = get_benchmark("fashioniq")
     scores = np.array([[0.0, 1.0, 0.5], [0.0, 1.0, 0.5]])  # q0 finds b 1st; q1 ranks c 2nd behind its reference b
-    assert entry.target_ranks(bench, scores).tolist() == [1, 2]
+    assert (entry.score(bench, scores)[1] + 1).tolist() == [1, 2]
     assert {k: v.tolist() for k, v in entry.query_values(bench, scores).items()} == {
         "R@10": [1.0, 1.0], "R@50": [1.0, 1.0]}  # fmt: skip
     parts = {"dress": {"sum": {"R@10": 10.0}}, "shirt": {"sum": {"R@10": 20.0}}, "toptee": {"sum": {"R@10": 60.0}}}
@@ -143,7 +143,7 @@ def test_cirr_reader_and_metrics(tmp_path):
     # reference removed: q0 target img2 1st (img1 excluded); q1 target img0 2nd (img1 .7 ahead, img3 excluded)
     assert values["R@1"].tolist() == [1.0, 0.0] and values["R@5"].tolist() == [1.0, 1.0]
     assert values["R_subset@1"].tolist() == [1.0, 1.0]
-    assert get_benchmark("cirr").target_ranks(bench, _cirr_scores()).tolist() == [1, 2]
+    assert (get_benchmark("cirr").score(bench, _cirr_scores())[1] + 1).tolist() == [1, 2]
 
 
 def test_cirr_target_outside_its_img_set_names_the_query(tmp_path):
@@ -187,7 +187,7 @@ def test_circo_keeps_the_reference_in_the_ranking(tmp_path):
     values = get_benchmark("circo").query_values(bench, scores)
     # hits at 2 and 4 -> (1/2 + 2/4) / min(5, 3) = 1/3 (removing the reference would give (1 + 2/3) / 3)
     assert values["mAP@5"].tolist() == pytest.approx([1 / 3])
-    assert get_benchmark("circo").target_ranks(bench, scores).tolist() == [2]
+    assert (get_benchmark("circo").score(bench, scores)[1] + 1).tolist() == [2]
     files = get_benchmark("circo").submission(bench, scores, "sum")
     assert files["circo_val_sum.json"]["0"][:4] == ["5", "2", "7", "1"]
 

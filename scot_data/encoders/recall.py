@@ -37,7 +37,9 @@ def _pixels(encoder, image_id: str, uri: str) -> torch.Tensor:
     """Any URI the embed stage reads (file, ``tar://shard#member``, fsspec URL)."""
     try:
         return encoder.image_transform(decode(read_image_bytes(ImageItem(image_id, uri, 0)), uri))
-    except (OSError, ImageError) as exc:
+    except ImageError as exc:  # its reason names the URI already
+        raise ScotInputError(str(exc)) from exc
+    except OSError as exc:
         raise ScotInputError(f"{uri}: {exc}") from exc
 
 

@@ -178,23 +178,27 @@ def _benchmark(cfg: AblationConfig, encoder: str, cache: Path, progress: bool) -
     return embedded
 
 
+def _baseline_hits(embedded: Embedded) -> dict[str, Hits]:
+    """"split:method" -> hits of every baseline; they depend on the encoder alone, so once per encoder."""
+    return {f"{split}:{method}": query_hits(bench, scores)
+            for split, (bench, vectors) in embedded.items()
+            for method, scores in score_methods(vectors, None)[0].items()}  # fmt: skip
+
+
 def _train_and_score(cfg: AblationConfig, variant: Variant, embedded: Embedded, out: Path,
-                     bar: Progress, task: Any) -> tuple[dict[str, list[Hits]], dict[str, Hits]]:  # fmt: skip
-    """Every seed of one variant: per split the Combiner's hits per seed, and the baselines' hits."""
+                     bar: Progress, task: Any) -> dict[str, list[Hits]]:  # fmt: skip
+    """Every seed of one variant: per split the Combiner's hits per seed."""
     triplets = variant.training_triplets(out)
     per_seed: dict[str, list[Hits]] = {split: [] for split in embedded}
-    baselines: dict[str, Hits] = {}
     for seed in cfg.seeds:
         train_cfg = TrainConfig.model_validate({**cfg.train.model_dump(), **variant.train, "seed": seed})
         run_dir = out / variant.slug / f"seed-{seed}"
         train_combiner(train_cfg, variant.embeddings, triplets, run_dir, show_progress=False)
         combiner = load_combiner(run_dir / COMBINER_FILE)
         for split, (bench, vectors) in embedded.items():
-            scores, _ = score_methods(vectors, combiner)
-            per_seed[split].append(query_hits(bench, scores.pop("combiner")))
-            baselines |= {f"{split}:{m}": query_hits(bench, s) for m, s in scores.items()}
+            per_seed[split].append(query_hits(bench, score_methods(vectors, combiner)[0]["combiner"]))
         bar.advance(task)
-    return per_seed, baselines
+    return per_seed
 
 
 def run_ablation(cfg: AblationConfig, out_dir: str | Path, show_progress: bool = True) -> dict[str, Any]:
@@ -210,8 +214,8 @@ def run_ablation(cfg: AblationConfig, out_dir: str | Path, show_progress: bool =
             encoder = _encoder_of(variant.embeddings)
             if encoder not in embedded:
                 embedded[encoder] = _benchmark(cfg, encoder, cache, False)
-            per_seed, found = _train_and_score(cfg, variant, embedded[encoder], out, bar, task)
-            baselines.setdefault(encoder, found)
+                baselines[encoder] = _baseline_hits(embedded[encoder])
+            per_seed = _train_and_score(cfg, variant, embedded[encoder], out, bar, task)
             for split, hits in per_seed.items():
                 kinds = [q.kind for q in embedded[encoder][split][0].queries]
                 base = baselines[encoder][f"{split}:{REFERENCE_METHOD}"]

@@ -82,10 +82,6 @@ class Benchmark:
         """Whether this split can be scored here (hidden test splits are scored by a server)."""
         return bool(self.queries) and all(q.targets for q in self.queries)
 
-    def subset(self, rows: list[int]) -> Benchmark:
-        """The same gallery with only the queries at ``rows``."""
-        return Benchmark(self.name, self.split, [self.queries[i] for i in rows], self.gallery, self.sources)
-
 
 def read_json(path: Path) -> Any:
     """A benchmark annotation file; a missing or broken file is an error naming it."""

@@ -49,8 +49,9 @@ def read(source: Source) -> list[Benchmark]:
     return [read_split(source.data, source.split)]
 
 
-def per_query(bench: Benchmark, scores: np.ndarray) -> dict[str, np.ndarray]:
-    """AP@5/10/25/50 per query (their means are mAP@K)."""
+def per_query(bench: Benchmark, scores: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """AP@5/10/25/50 per query (their means are mAP@K); AP needs each query's top-K order, not
+    only its first target's ``ranks``."""
     relevant = [set(columns) for columns in bench.target_columns()]
     return {f"mAP@{k}": ap for k, ap in average_precisions(scores, relevant, KS).items()}
 

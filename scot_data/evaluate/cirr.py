@@ -16,13 +16,7 @@ import numpy as np
 
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.benchmark import Benchmark, Query, Source, read_json
-from scot_data.evaluate.metrics import (
-    first_target_ranks,
-    hits_at_k,
-    ranking,
-    subset_target_ranks,
-    top_k_names,
-)
+from scot_data.evaluate.metrics import hits_at_k, ranking, subset_target_ranks, top_k_names
 
 KS = (1, 5, 10, 50)
 SUBSET_KS = (1, 2, 3)
@@ -49,12 +43,11 @@ def read(source: Source) -> list[Benchmark]:
 
 
 def _subset_members(bench: Benchmark) -> tuple[list[int], list[list[int]]]:
-    """Each query's single target column and its img_set columns; a target outside its set is
-    an error naming the query (R_subset@K would be undefined)."""
+    """Each query's single target column and its img_set columns (every query has a target:
+    the registry checked); a target outside its set is an error naming the query (R_subset@K
+    would be undefined)."""
     targets, subsets = [], []
     for query in bench.queries:
-        if not query.targets:
-            raise ScotInputError(f"{bench.name} {bench.split}: query {query.query_id} has no ground truth")
         if query.targets[0] not in query.members:
             raise ScotInputError(f"{bench.name} {bench.split}: query {query.query_id}: target "
                                  f"{query.targets[0]!r} is not one of its img_set members")  # fmt: skip
@@ -63,10 +56,9 @@ def _subset_members(bench: Benchmark) -> tuple[list[int], list[list[int]]]:
     return targets, subsets
 
 
-def per_query(bench: Benchmark, scores: np.ndarray) -> dict[str, np.ndarray]:
-    """Hits at R@1/5/10/50 (``scores`` already has the reference masked) and R_subset@1/2/3."""
+def per_query(bench: Benchmark, scores: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """Hits at R@1/5/10/50 from the target ranks (the reference already masked) and R_subset@1/2/3."""
     targets, subsets = _subset_members(bench)
-    ranks = first_target_ranks(scores, [[t] for t in targets])
     subset_ranks = subset_target_ranks(scores, targets, subsets, bench.reference_columns())
     recall = {f"R@{k}": hits for k, hits in hits_at_k(ranks, KS).items()}
     return recall | {f"R_subset@{k}": hits for k, hits in hits_at_k(subset_ranks, SUBSET_KS).items()}

@@ -87,17 +87,12 @@ class Scored:
     scores: dict[str, np.ndarray]  # method -> (Q, G)
     lambdas: np.ndarray | None  # (Q,) the Combiner's mixing weight
     values: dict[str, dict[str, np.ndarray]]  # method -> metric -> (Q,) per-query values; {} without targets
+    ranks: dict[str, np.ndarray]  # method -> (Q,) 1-based rank of the first target; {} without targets
 
     def metrics(self, rows: list[int] | None = None) -> dict[str, dict[str, float]]:
         """Method -> metric -> percent, over all queries or the given rows."""
         pick = slice(None) if rows is None else rows
         return {m: {k: percent(v[pick]) for k, v in by.items()} for m, by in self.values.items()}
-
-    def ranks(self) -> dict[str, np.ndarray]:
-        """Method -> 1-based rank of each query's first target under the protocol."""
-        if not self.values:
-            return {}
-        return {m: self.entry.target_ranks(self.bench, s) for m, s in self.scores.items()}
 
 
 def combiner_encoder(combiner: Path) -> dict[str, Any] | None:
@@ -145,9 +140,12 @@ def score_methods(
 
 def score_part(entry: BenchmarkEntry, bench: Benchmark, scores: dict[str, np.ndarray],
                lambdas: np.ndarray | None) -> Scored:  # fmt: skip
-    """Per-query metric values of every method (none for a split without targets)."""
-    values = {m: entry.query_values(bench, s) for m, s in scores.items()} if bench.has_targets() else {}
-    return Scored(bench, entry, scores, lambdas, values)
+    """Per-query metric values and target ranks of every method (none for a split without targets)."""
+    if not bench.has_targets():
+        return Scored(bench, entry, scores, lambdas, {}, {})
+    scored = {m: entry.score(bench, s) for m, s in scores.items()}
+    return Scored(bench, entry, scores, lambdas, {m: values for m, (values, _) in scored.items()},
+                  {m: ranks + 1 for m, (_, ranks) in scored.items()})  # fmt: skip
 
 
 def differences(scored: Scored, seed: int = 0) -> dict[str, dict[str, dict[str, Any]]]:
@@ -209,8 +207,9 @@ def sample_queries(scored: Scored, cfg: EvalConfig) -> list[dict[str, Any]]:
     return [query_card(scored, row, shown, cfg.top_k) for row in sorted(order[: cfg.sample_queries])]
 
 
-def worst_queries(scored: Scored, ranks: dict[str, np.ndarray], count: int, top_k: int) -> list[dict[str, Any]]:
+def worst_queries(scored: Scored, count: int, top_k: int) -> list[dict[str, Any]]:
     """The queries where the Combiner ranks the target furthest below sum, worst first."""
+    ranks = scored.ranks
     if "combiner" not in ranks or REFERENCE_METHOD not in ranks:
         return []
     loss = ranks["combiner"] - ranks[REFERENCE_METHOD]
@@ -221,14 +220,14 @@ def worst_queries(scored: Scored, ranks: dict[str, np.ndarray], count: int, top_
     return cards
 
 
-def query_rows(scored: Scored, ranks: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+def query_rows(scored: Scored) -> list[dict[str, Any]]:
     """``queries.parquet`` rows: each query, its targets, every method's target rank, lambda."""
     rows = []
     for i, query in enumerate(scored.bench.queries):
         rows.append({
             "benchmark": scored.bench.name, "split": scored.bench.split, "query_id": query.query_id,
             "kind": query.kind, "reference": query.reference, "text": query.text, "targets": list(query.targets),
-            **{f"rank_{m}": int(r[i]) for m, r in ranks.items()},
+            **{f"rank_{m}": int(r[i]) for m, r in scored.ranks.items()},
             "lambda": None if scored.lambdas is None else float(scored.lambdas[i]),
         })  # fmt: skip
     return rows
@@ -289,16 +288,15 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, cache_root: str | Path | None
         scored = score_part(entry, bench, *score_methods(embedded, combiner))
         if scored.lambdas is not None:
             lambdas.append(scored.lambdas)
-        ranks = scored.ranks()
         if scored.values:
             metrics[bench.name], deltas[bench.name] = scored.metrics(), differences(scored, cfg.seed)
             if kinds := metrics_by_kind(scored):
                 by_kind[bench.name] = kinds
         else:
             submissions += write_submissions(scored, out)
-        rows += query_rows(scored, ranks)
+        rows += query_rows(scored)
         samples += sample_queries(scored, cfg)
-        worst += worst_queries(scored, ranks, cfg.worst_queries, cfg.top_k)
+        worst += worst_queries(scored, cfg.worst_queries, cfg.top_k)
     if entry.average_parts and len(metrics) > 1:
         metrics[f"{cfg.benchmark}-average"] = average_parts(metrics)
     write_query_table(rows, out)

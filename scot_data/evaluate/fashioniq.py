@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from scot_data.evaluate.benchmark import Benchmark, Query, Source, read_json
-from scot_data.evaluate.metrics import first_target_ranks, hits_at_k
+from scot_data.evaluate.metrics import hits_at_k
 
 CATEGORIES = ("dress", "shirt", "toptee")
 KS = (10, 50)
@@ -53,7 +53,6 @@ def read(source: Source) -> list[Benchmark]:
     return [read_category(source.data, c, source.split) for c in source.categories or CATEGORIES]
 
 
-def per_query(bench: Benchmark, scores: np.ndarray) -> dict[str, np.ndarray]:
-    """Hits at R@10 and R@50 per query."""
-    ranks = first_target_ranks(scores, bench.target_columns())
+def per_query(bench: Benchmark, scores: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """Hits at R@10 and R@50 per query, from the target ranks."""
     return {f"R@{k}": hits for k, hits in hits_at_k(ranks, KS).items()}

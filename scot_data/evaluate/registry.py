@@ -23,7 +23,8 @@ from scot_data.evaluate.benchmark import Benchmark, Source
 from scot_data.evaluate.metrics import exclude_columns, first_target_ranks
 
 Reader = Callable[[Source], list[Benchmark]]
-PerQuery = Callable[[Benchmark, np.ndarray], dict[str, np.ndarray]]
+# (benchmark, scores as the protocol ranks them, 0-based rank of each query's first target)
+PerQuery = Callable[[Benchmark, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 Submission = Callable[[Benchmark, np.ndarray, str], dict[str, Any]]
 # (finished caption folder, output folder, queries per edit kind, show progress) -> summary
 Builder = Callable[[Path, Path, int, bool], Any]
@@ -50,18 +51,20 @@ class BenchmarkEntry:
 
     def protocol_row(self, bench: Benchmark, row: int, scores: np.ndarray) -> np.ndarray:
         """One query's scores (``scores`` is its row) as the protocol ranks them."""
-        ranked = np.array(scores, dtype=np.float64)
-        if self.exclude_reference:
-            ranked[bench.columns([bench.queries[row].reference])[0]] = -np.inf
-        return ranked
+        if not self.exclude_reference:
+            return np.asarray(scores, dtype=np.float64)
+        return exclude_columns(scores[None, :], bench.columns([bench.queries[row].reference]))[0]
+
+    def score(self, bench: Benchmark, scores: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per-query metric values (0/1 hits, or AP) and the 0-based rank of each query's first
+        target, both under the protocol, from one masking and one ranking of ``scores``."""
+        ranked = self.protocol_scores(bench, scores)
+        ranks = first_target_ranks(ranked, bench.target_columns())
+        return self.per_query(bench, ranked, ranks), ranks
 
     def query_values(self, bench: Benchmark, scores: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-query metric values (0/1 hits, or AP) under the protocol."""
-        return self.per_query(bench, self.protocol_scores(bench, scores))
-
-    def target_ranks(self, bench: Benchmark, scores: np.ndarray) -> np.ndarray:
-        """1-based rank of each query's best-placed target under the protocol."""
-        return first_target_ranks(self.protocol_scores(bench, scores), bench.target_columns()) + 1
+        """Per-query metric values under the protocol (``score`` without the ranks)."""
+        return self.score(bench, scores)[0]
 
 
 def _build_clipart(captions: Path, out: Path, queries_per_kind: int, show_progress: bool) -> Any:
