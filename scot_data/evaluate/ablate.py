@@ -126,7 +126,8 @@ def load_ablation(path: str | Path) -> AblationConfig:
         return AblationConfig.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")))
     except ValidationError as exc:
         problem = exc.errors()[0]
-        raise ScotInputError(f"{file}: {'.'.join(map(str, problem['loc']))}: {problem['msg']}") from exc
+        where = ".".join(map(str, problem["loc"])) or "(top level)"
+        raise ScotInputError(f"{file}: {where}: {problem['msg']}") from exc
 
 
 Hits = dict[str, np.ndarray]  # metric -> (queries,) per-query values

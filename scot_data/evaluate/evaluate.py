@@ -274,10 +274,10 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, cache_root: str | Path | None
     started = time.perf_counter()
     out, entry = Path(out_dir), cfg.entry
     out.mkdir(parents=True, exist_ok=True)
+    combiner = load_combiner(cfg.combiner) if cfg.combiner else None  # first: a bad path is named as such
     encoder = resolve_encoder(cfg)
     embed_cfg = EmbedConfig(encoder=encoder, device=cfg.device, image_batch_size=cfg.image_batch_size,
                             num_workers=cfg.num_workers, seed=cfg.seed)  # fmt: skip
-    combiner = load_combiner(cfg.combiner) if cfg.combiner else None
     metrics: dict[str, Any] = {}
     deltas: dict[str, Any] = {}
     by_kind: dict[str, Any] = {}
