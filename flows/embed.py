@@ -32,6 +32,8 @@ from flows.runners import RunnerKind, add_runner_arguments, on_runner, runner_op
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.images import ImageItem
 from scot_data.embed.stage import (
+    STAGE,
+    SUBFOLDERS,
     EmbedSummary,
     PhaseStats,
     embed_images,
@@ -40,6 +42,7 @@ from scot_data.embed.stage import (
     prepare,
 )
 from scot_data.manifest import read_manifest
+from scot_data.outdir import stage_folder
 
 RowRange = tuple[int, int]
 
@@ -72,7 +75,7 @@ def images_task(
     config: dict[str, Any], captions_dir: str, triplets_dir: str | None, out_dir: str, rows: RowRange
 ) -> dict[str, Any]:
     """Embed the images not yet in ``out_dir`` whose first captions row is in ``rows``."""
-    plan = prepare(_task_config(config), captions_dir, triplets_dir, out_dir, clean=False)
+    plan = prepare(_task_config(config), captions_dir, triplets_dir, out_dir)
     if isinstance(plan, EmbedSummary):
         return {}
     first, end = rows
@@ -85,7 +88,7 @@ def texts_task(
     config: dict[str, Any], captions_dir: str, triplets_dir: str | None, out_dir: str
 ) -> dict[str, Any]:
     """Embed the texts not yet in ``out_dir``."""
-    plan = prepare(EmbedConfig.model_validate(config), captions_dir, triplets_dir, out_dir, clean=False)
+    plan = prepare(EmbedConfig.model_validate(config), captions_dir, triplets_dir, out_dir)
     return {} if isinstance(plan, EmbedSummary) else asdict(embed_texts(plan, show_progress=False))
 
 
@@ -119,6 +122,14 @@ def embed_flow(
 ) -> dict[str, Any]:
     """Embed a caption (and triplet) directory into ``out_dir`` (see ``scot embed``), the
     images in up to ``image_shards`` tasks that may run side by side."""
+    with stage_folder(out_dir, STAGE, SUBFOLDERS):
+        return _sharded_embed(config, captions_dir, triplets_dir, out_dir, image_shards)
+
+
+def _sharded_embed(
+    config: dict[str, Any], captions_dir: str, triplets_dir: str | None, out_dir: str, image_shards: int
+) -> dict[str, Any]:
+    """The image shards and the texts as tasks, inside the flow's hold on ``out_dir``."""
     logger = get_run_logger()
     plan = prepare(EmbedConfig.model_validate(config), captions_dir, triplets_dir, out_dir)
     if isinstance(plan, EmbedSummary):

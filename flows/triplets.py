@@ -22,8 +22,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import RunnerKind, on_runner
 from scot_data.manifest import read_manifest
+from scot_data.outdir import stage_folder
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.generate import (
+    SUBFOLDERS,
     Batch,
     TripletSummary,
     finish,
@@ -32,7 +34,7 @@ from scot_data.triplets.generate import (
     prepare,
     run_batch,
 )
-from scot_data.triplets.records import CaptionIn
+from scot_data.triplets.records import STAGE, CaptionIn
 
 BATCH_TASKS_IN_FLIGHT = 4
 
@@ -61,9 +63,17 @@ def batch_task(config: dict[str, Any], parts_dir: str, key: str, captions: list[
 def triplets_flow(config: dict[str, Any], captions_dir: str, out_dir: str) -> dict[str, Any]:
     """Generate triplets for a caption directory (see ``scot triplets generate``)."""
     cfg = TripletsConfig.model_validate(config)
-    logger = get_run_logger()
     if cfg.backend == "template":
         return asdict(generate_triplets(cfg, captions_dir, out_dir, show_progress=False))
+    with stage_folder(out_dir, STAGE, SUBFOLDERS):
+        return _llm_batches(cfg, config, captions_dir, out_dir)
+
+
+def _llm_batches(
+    cfg: TripletsConfig, config: dict[str, Any], captions_dir: str, out_dir: str
+) -> dict[str, Any]:
+    """The LLM batches as tasks, inside the flow's hold on ``out_dir``."""
+    logger = get_run_logger()
     prepared = prepare(cfg, captions_dir, out_dir)
     if isinstance(prepared, TripletSummary):
         logger.info("triplets: already complete in %s", out_dir)

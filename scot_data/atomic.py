@@ -1,7 +1,9 @@
 """Atomic file writes: every output appears whole or not at all.
 
-A run killed with ``kill -9`` may leave ``*.tmp-*`` files behind, never a truncated
-output under its final name, so a later stage can trust any file it finds.
+A run killed with ``kill -9`` may leave ``*.scot-tmp-*`` files behind, never a truncated
+output under its final name, so a later stage can trust any file it finds. The mark is
+scot's own so that the clean-up (``outdir.remove_own_temporaries``) can never mistake a
+user's ``report.tmp-final.docx`` for one of its leftovers.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-TMP_MARK = ".tmp-"
+TMP_MARK = ".scot-tmp-"
 
 
 @contextmanager
@@ -73,14 +75,3 @@ def atomic_write_parquet(path: str | os.PathLike[str], table: pa.Table, **option
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **options)
     return Path(path)
-
-
-def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
-    """Delete temporaries a killed run left in ``directory`` (recursively); return the count."""
-    root = Path(directory)
-    if not root.exists():
-        return 0
-    stale = [p for p in root.rglob(f"*{TMP_MARK}*") if p.is_file()]
-    for p in stale:
-        p.unlink()
-    return len(stale)

@@ -63,6 +63,7 @@ for name, sub_app in (("captions", captions_app), ("triplets", triplets_app), ("
 # A log file or a pipe has no width: rich would cut tables (Δ columns, long labels) at 80.
 LOG_WIDTH = 200
 console = Console(width=None if sys.stdout.isatty() else LOG_WIDTH)
+FORCE_HELP = "write into a non-empty folder that is not this stage's own (nothing there is deleted)"
 EXIT_BAD_INPUT = 2
 
 
@@ -119,6 +120,7 @@ def captions_ingest(
     format: str = typer.Option(..., "--format", help="coco | wds | table | openclipart"),
     input: str = typer.Option(..., "--input", help="captions file, tar pattern, table, or SVG folder"),
     out: Path = typer.Option(..., "--out", help="output directory"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     images: Optional[Path] = typer.Option(None, "--images", help="image folder (coco, table) or render cache"),
     limit: Optional[int] = typer.Option(None, "--limit", help="keep a seeded sample of N captions"),
     seed: int = typer.Option(0, "--seed"),
@@ -144,7 +146,7 @@ def captions_ingest(
             "caption_column": caption_column,
         }
     )
-    summary = ingest_captions(config, out, show_progress=progress)
+    summary = ingest_captions(config, out, show_progress=progress, force=force)
     print_summary(f"captions -> {out}", summary.__dict__)
 
 
@@ -153,6 +155,7 @@ def captions_ingest(
 def captions_scenes(
     captions: Path = typer.Option(..., "--captions", help="a finished clip-art caption directory (training objects)"),
     out: Path = typer.Option(..., "--out", help="writes OUT/captions and OUT/triplets"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     count: int = typer.Option(4000, "--count", help="reference scenes"),
     edits_per_scene: int = typer.Option(1, "--edits-per-scene", help="template triplets per scene"),
     render_targets: bool = typer.Option(
@@ -168,7 +171,7 @@ def captions_scenes(
         TypeAdapter(ScenesConfig),
         {"count": count, "edits_per_scene": edits_per_scene, "render_targets": render_targets, "seed": seed},
     )
-    summary = build_scenes(captions, out, config, show_progress=progress)
+    summary = build_scenes(captions, out, config, show_progress=progress, force=force)
     print_summary(f"scenes -> {out}", asdict(summary))
 
 
@@ -177,6 +180,7 @@ def captions_scenes(
 def triplets_generate(
     captions: Path = typer.Option(..., "--captions", help="a finished caption-stage directory"),
     out: Path = typer.Option(..., "--out", help="output directory"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     endpoint: Optional[list[str]] = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (repeat)"),
     model: Optional[str] = typer.Option(None, "--model", help="served model name"),
     backend: str = typer.Option("llm", "--backend", help="llm | template"),
@@ -205,7 +209,7 @@ def triplets_generate(
             "timeout": timeout,
         },
     )
-    summary = generate_triplets(config, captions, out, show_progress=progress)
+    summary = generate_triplets(config, captions, out, show_progress=progress, force=force)
     print_summary(f"triplets -> {out}", summary.__dict__)
 
 
@@ -214,6 +218,7 @@ def triplets_generate(
 def triplets_filter(
     triplets: Path = typer.Option(..., "--triplets", help="a finished triplet-stage directory"),
     out: Path = typer.Option(..., "--out", help="output directory (a finished triplet stage)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="a finished embedding cache"),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="encodes texts the cache lacks"),
     edit_words: bool = typer.Option(True, "--edit-words/--no-edit-words"),
@@ -231,7 +236,7 @@ def triplets_filter(
         {"edit_words": edit_words, "similarity_band": similarity_band, "few_shot_copy": few_shot_copy,
          "repetition": repetition, "low": low, "high": high, "prompt": prompt},
     )  # fmt: skip
-    summary = filter_triplets(triplets, out, config, embeddings_dir=embeddings, encoder=encoder)
+    summary = filter_triplets(triplets, out, config, embeddings_dir=embeddings, encoder=encoder, force=force)
     print_summary(f"filtered triplets -> {out}", summary.__dict__)
 
 
@@ -265,11 +270,12 @@ def triplets_score_labelled(
 def triplets_mix(
     source: list[str] = typer.Option(..., "--source", help="DIR:WEIGHT, a finished triplet directory (repeat)"),
     out: Path = typer.Option(..., "--out", help="output directory (a finished triplet stage)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     total: Optional[int] = typer.Option(None, "--total", help="triplets in the mix (default: all the weights allow)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """A seeded, weighted sample of several triplet directories (e.g. LLM 0.3 + template 0.7)."""
-    summary = mix_triplets([parse_source(s) for s in source], out, total=total, seed=seed)
+    summary = mix_triplets([parse_source(s) for s in source], out, total=total, seed=seed, force=force)
     print_summary(f"mixed triplets -> {out}", summary.__dict__)
 
 
@@ -317,6 +323,7 @@ def encoder_fit_lit(
         ..., "--captions", help="a finished caption-stage directory or a Parquet table (repeat: fit on all)"
     ),
     out: Path = typer.Option(..., "--out", help="output directory for heads, model card and manifest"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     seed: int = typer.Option(0, "--seed"),
     held_out_fraction: float = typer.Option(0.2, "--held-out-fraction"),
     max_steps: int = typer.Option(3000, "--max-steps"),
@@ -329,7 +336,7 @@ def encoder_fit_lit(
 
     config = FitLitConfig(seed=seed, held_out_fraction=held_out_fraction, max_steps=max_steps,
                           num_workers=workers, device=device)  # fmt: skip
-    fit_lit_from_captions(captions, out, config, show_progress=progress)
+    fit_lit_from_captions(captions, out, config, show_progress=progress, force=force)
 
 
 @encoder_app.command("recall")
@@ -371,6 +378,7 @@ def embed_command(
         "lit-mini", "--encoder", help="backend[:model][@weights], e.g. lit-mini@heads.safetensors"
     ),
     out: Path = typer.Option(..., "--out", help="output directory"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     device: str = typer.Option("auto", "--device"),
     image_batch_size: int = typer.Option(64, "--image-batch-size"),
     text_batch_size: int = typer.Option(256, "--text-batch-size"),
@@ -390,7 +398,9 @@ def embed_command(
         num_workers=workers, shard_max_rows=shard_max_rows, shard_max_bytes=shard_max_bytes,
         block_rows=block_rows, seed=seed,
     )  # fmt: skip
-    summary = embed_stage(cfg, captions, triplets, out, show_progress=progress, reuse=reuse or ())
+    summary = embed_stage(
+        cfg, captions, triplets, out, show_progress=progress, reuse=reuse or (), force=force
+    )
     typer.echo(json.dumps(asdict(summary), indent=2))
 
 
@@ -426,6 +436,7 @@ def train_command(
     embeddings: Path = typer.Option(..., "--embeddings", help="a finished embedding-cache directory"),
     triplets: Path = typer.Option(..., "--triplets", help="the finished triplet directory it was built from"),
     out: Path = typer.Option(..., "--out", help="output directory (checkpoints, metrics, weights, manifest)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     epochs: int = typer.Option(10, "--epochs"),
     batch_size: int = typer.Option(512, "--batch-size"),
     lr: float = typer.Option(2e-4, "--lr"),
@@ -444,7 +455,7 @@ def train_command(
         {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_triplets": max_triplets,
          "target": target, "device": device, "loss": {"caption_hard_negative": hard_negative}},
     )  # fmt: skip
-    summary = train_combiner(config, embeddings, triplets, out, show_progress=progress)
+    summary = train_combiner(config, embeddings, triplets, out, show_progress=progress, force=force)
     print_summary(f"combiner -> {out}", asdict(summary))
 
 
@@ -454,6 +465,7 @@ def eval_command(
     benchmark: str = typer.Option(..., "--benchmark", help=" | ".join(benchmark_names())),
     data: Path = typer.Option(..., "--data", help="the benchmark's root, in its official layout"),
     out: Path = typer.Option(..., "--out", help="results.json, report.html, submission files"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     split: str = typer.Option("val", "--split", help="clipart: val to choose settings, test to report"),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="default: the encoder the Combiner was trained on"),
     combiner: Optional[Path] = typer.Option(None, "--combiner", help="combiner.safetensors or its training folder"),
@@ -474,7 +486,7 @@ def eval_command(
          "image_root": image_root, "categories": tuple(category or ()), "device": device,
          "num_workers": workers},
     )  # fmt: skip
-    results = evaluate(cfg, out, cache, show_progress=progress)
+    results = evaluate(cfg, out, cache, show_progress=progress, force=force)
     print_metrics(results)
     typer.echo(f"report: {write_report(results, out)}")
 
@@ -508,6 +520,7 @@ def print_metric_tables(metrics: dict[str, dict[str, dict[str, float]]], deltas:
 def ablate_command(
     spec: Path = typer.Argument(..., help="an ablation YAML (pipelines/ablations/*.yaml)"),
     out: Path = typer.Option(..., "--out", help="runs, ablation.json, report.html"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train each variant over the seeds, score both splits, select on val, print test with Δ vs sum."""
@@ -522,7 +535,7 @@ def ablate_command(
     from scot_data.evaluate.report import write_report
 
     cfg = load_ablation(spec)
-    results = run_ablation(cfg, out, show_progress=progress)
+    results = run_ablation(cfg, out, show_progress=progress, force=force)
     tables = ablation_tables(results)
     for table in tables:
         shown = Table(title=table["title"], caption=table["note"])
@@ -585,6 +598,7 @@ def report_command(
 def bench_build_clipart(
     captions: Path = typer.Option(..., "--captions", help="a finished caption directory with holdout.parquet"),
     out: Path = typer.Option(..., "--out", help="benchmark folder (CIRR layout)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     queries_per_kind: int = typer.Option(100, "--queries-per-kind", help="per edit kind, in each split"),
     seed: int = typer.Option(0, "--seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -594,7 +608,7 @@ def bench_build_clipart(
     from scot_data.evaluate.clipart import ClipartBenchConfig, build_clipart_benchmark
 
     cfg = _validated(TypeAdapter(ClipartBenchConfig), {"queries_per_kind": queries_per_kind, "seed": seed})
-    summary = build_clipart_benchmark(captions, out, cfg, show_progress=progress)
+    summary = build_clipart_benchmark(captions, out, cfg, show_progress=progress, force=force)
     print_summary(f"clip-art benchmark -> {out}", asdict(summary))
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 _CHUNK = 1 << 20
+# Readers hash a stage's file against its manifest on every read below this size, and check
+# only its size above it (``scot verify`` hashes everything).
+HASH_BELOW_BYTES = 64 << 20
 
 
 def sha256_stream(handle: BinaryIO) -> str:

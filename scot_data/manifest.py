@@ -20,7 +20,9 @@ SummaryT = TypeVar("SummaryT")
 
 from scot_data import __version__
 from scot_data.atomic import atomic_write_json
+from scot_data.errors import ScotInputError
 from scot_data.hashing import sha256_file, sha256_json_text, sha256_tree
+from scot_data.outdir import refuse_if_writing
 
 MANIFEST_NAME = "manifest.json"
 
@@ -105,7 +107,36 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(out_dir) / MANIFEST_NAME
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScotInputError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ScotInputError(f"{path}: not a manifest (a JSON object)")
+    return manifest
+
+
+def finished_manifest(directory: str | os.PathLike[str], stage: str, option: str = "") -> dict[str, Any]:
+    """The manifest of a finished ``stage`` that a later stage reads; anything else is refused
+    in one line: a folder being written right now, one without a manifest (a crash, a full
+    disk, a mistyped path) or one of another stage. ``option`` is the CLI option the user
+    named the folder with, if any."""
+    refuse_if_writing(directory)
+    manifest = read_manifest(directory)
+    shown = f"{option} {directory}" if option else str(directory)
+    if manifest is None:
+        problem = f"no {MANIFEST_NAME}: the stage has not finished there"
+    elif manifest.get("stage") != stage:
+        problem = f"it holds stage {manifest.get('stage')!r}"
+    else:
+        return manifest
+    raise ScotInputError(f"{shown}: not a finished {stage} directory ({problem})")
+
+def finished_input(directory: str | os.PathLike[str], stage: str, option: str = "") -> InputRef:
+    """A finished ``stage`` folder as a later stage's input: its manifest, fingerprinted
+    (the manifest hashes every file, so this is cheap and exact)."""
+    finished_manifest(directory, stage, option)
+    return fingerprint_input(Path(directory) / MANIFEST_NAME)
 
 
 def is_complete(out_dir: str | os.PathLike[str], stage: str, fingerprint: str) -> bool:

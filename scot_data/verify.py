@@ -28,6 +28,7 @@ import numpy as np
 
 from scot_data.errors import ScotInputError
 from scot_data.hashing import sha256_file, sha256_stream
+from scot_data.outdir import refuse_if_writing
 
 MANIFEST_NAME = "manifest.json"
 NORM_TOLERANCE = 0.02  # float16 rounding of a unit vector stays far inside this
@@ -61,6 +62,11 @@ def verify(
     directory: str | Path, storage_options: dict[str, Any] | None = None, deep: bool = True
 ) -> list[str]:
     """Every problem found in a finished stage directory (empty when it is sound)."""
+    if "://" not in str(directory):
+        try:
+            refuse_if_writing(directory)
+        except ScotInputError as busy:
+            return [str(busy)]
     fs, root = _fs(directory, storage_options)
     try:
         manifest = _read_manifest(fs, root)

@@ -6,7 +6,13 @@ in a run that "succeeds" with garbage, a traceback, or a reason that changes per
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +26,15 @@ from scot_data.combiner import train as train_module
 from scot_data.combiner.checkpoint import latest_checkpoint
 from scot_data.combiner.synthetic import PART, write_synthetic_cache
 from scot_data.combiner.train import TrainConfig, train_combiner
+from scot_data.embed import shards as shards_module
 from scot_data.embed.images import ImageDataset, ImageItem
 from scot_data.embed.records import PARQUET_OPTIONS, to_column, to_matrix
-from scot_data.embed.view import load_training_view
+from scot_data.embed.shards import block_json, iter_wds_blocks, npy_bytes
+from scot_data.embed.view import load_embeddings, load_training_view
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.retriever import Retriever
 from scot_data.manifest import read_manifest, write_manifest
+from scot_data.outdir import holds, stage_folder
 from scot_data.verify import verify
 
 SMALL = {
@@ -419,3 +428,215 @@ def test_overlong_or_control_character_captions_are_rejected(
     rejects = {r["record"]: r["reason"] for r in pq.read_table(tmp_path / "out/rejects.parquet").to_pylist()}
     assert rejects["annotations[12]"] == reason and "annotations[13]" not in rejects
     assert summary.rows == 6
+
+
+# ------------------------------------------ 8. output folders: ownership, one writer, readers
+
+
+HOLDER = """
+import sys, time
+from scot_data.outdir import stage_folder
+with stage_folder(sys.argv[1], sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def holder() -> Iterator[Callable[[Path, str], subprocess.Popen[str]]]:
+    """Start a process that holds a folder as a stage's writer (as a running stage does)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def hold(folder: Path, stage: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), stage], stdout=subprocess.PIPE,
+                                   text=True, cwd=Path(__file__).parents[1])  # fmt: skip
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+        started.append(process)
+        return process
+
+    yield hold
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def _ingest_args(coco_dir: Path, out: Path, *extra: str) -> list[str]:
+    annotations = coco_dir / "annotations/captions_train2017.json"
+    return ["captions", "ingest", "--format", "coco", "--input", str(annotations),
+            "--images", str(coco_dir / "train2017"), "--out", str(out), "--no-progress", *extra]  # fmt: skip
+
+
+def test_out_on_a_foreign_folder_is_refused_and_nothing_there_is_touched(
+    coco_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 13 case 1: a stage's start used to delete every ``*.tmp-*`` under --out."""
+    out = tmp_path / "d"
+    report = out / "projects/deep/report.tmp-final.docx"
+    report.parent.mkdir(parents=True)
+    report.write_text("a person's report")
+    (out / "notes.tmp-1.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, output = _scot(*_ingest_args(coco_dir, out))
+    assert code == 2 and output.count("\n") == 1, output
+    assert output.startswith(f"error: --out {out}: not empty and not a captions folder (it holds ")
+    assert "notes.tmp-1.txt, projects)" in output
+    assert "--force" in output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # --force writes the stage's files beside them and still deletes nothing of theirs.
+    code, output = _scot(*_ingest_args(coco_dir, out, "--force"))
+    assert code == 0, output
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert read_manifest(out)["stage"] == "captions"
+
+
+def test_folder_of_another_stage_is_refused_and_its_manifest_kept(coco_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    manifest = json.dumps({"stage": "embeddings", "outputs": {}})
+    (out / "manifest.json").write_text(manifest)
+    code, output = _scot(*_ingest_args(coco_dir, out))
+    assert code == 2 and "not empty and not a captions folder" in output
+    assert (out / "manifest.json").read_text() == manifest
+
+
+def test_second_writer_is_refused_naming_the_holder_until_it_is_gone(
+    coco_dir: Path, tmp_path: Path, holder: Callable[[Path, str], subprocess.Popen[str]]
+) -> None:
+    """Issue 13 case 2: two writers of one folder. The second refuses with the holder's pid and
+    command; once the holder is killed (-9) the lock is not stale and the run goes through."""
+    out = tmp_path / "captions"
+    process = holder(out, "captions")
+    code, output = _scot(*_ingest_args(coco_dir, out))
+    assert code == 2 and output.count("\n") == 1, output
+    assert output.startswith(f"error: {out}: being written by pid {process.pid} (")
+    assert "-c" in output and "wait for it to finish or stop it" in output
+    assert read_manifest(out) is None
+    process.kill()
+    process.wait()
+    code, output = _scot(*_ingest_args(coco_dir, out))
+    assert code == 0, output
+    assert read_manifest(out)["stage"] == "captions"
+
+
+def test_reader_of_a_folder_being_written_is_refused(
+    coco_dir: Path, tmp_path: Path, holder: Callable[[Path, str], subprocess.Popen[str]]
+) -> None:
+    """A finished caption folder that a writer is re-running is not read half-written."""
+    captions = tmp_path / "captions"
+    assert _scot(*_ingest_args(coco_dir, captions))[0] == 0
+    process = holder(captions, "captions")
+    code, output = _scot("triplets", "generate", "--backend", "template", "--captions", str(captions),
+                         "--out", str(tmp_path / "triplets"), "--no-progress")  # fmt: skip
+    assert code == 2 and output.startswith(f"error: {captions}: still being written by pid {process.pid} (")
+    assert read_manifest(tmp_path / "triplets") is None
+
+
+def test_claims_nest_in_one_process_and_end_with_the_stage(tmp_path: Path) -> None:
+    """A pipeline's stage re-enters the folder its CLI claimed; a failed stage lets go."""
+    out = tmp_path / "d"
+    with stage_folder(out, "captions"), stage_folder(out, "captions"):
+        assert holds(out)
+    assert not holds(out)
+    with pytest.raises(RuntimeError), stage_folder(out, "captions"):
+        raise RuntimeError("the stage failed")
+    assert not holds(out)
+    with stage_folder(out, "captions"):  # taken again at once: nothing stale
+        pass
+
+
+def test_two_real_writers_never_mix_rows(coco_dir: Path, tmp_path: Path) -> None:
+    """Two ``scot captions ingest`` into one folder at once: every run either finishes alone
+    or is refused; the folder holds exactly one run's rows, as its manifest says."""
+    out = tmp_path / "shared"
+    args = [sys.executable, "-m", "scot_data", *_ingest_args(coco_dir, out)]
+    runs = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(3)]  # fmt: skip
+    results = [(run.wait(timeout=300), run.stderr.read() if run.stderr else "") for run in runs]
+    assert all(code == 0 or (code == 2 and "being written by pid" in err) for code, err in results), results
+    assert any(code == 0 for code, _ in results)
+    assert verify(out) == []
+    rows = read_manifest(out)["outputs"]["captions.parquet"]["rows"]
+    assert pq.read_table(out / "captions.parquet").num_rows == rows == 5
+
+
+# ------------------------------------------- 9. WebDataset shards read back against the manifest
+
+
+def _first_shard(embeddings: Path) -> Path:
+    return embeddings / next(s["name"] for s in read_manifest(embeddings)["shards"] if s["kind"] == "images")
+
+
+def _flip_vector_byte(shard: Path) -> None:
+    """Flip one bit inside the first .npy payload of ``shard`` (past its 128-byte header)."""
+    with tarfile.open(shard) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".npy"))
+    data = bytearray(shard.read_bytes())
+    data[member.offset_data + 128 + 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+
+
+def test_wds_blocks_refuse_a_shard_with_a_flipped_bit(gallery: Path, tmp_path: Path) -> None:
+    """Issue 13 case 3: ``iter_wds_blocks`` used to return altered vectors."""
+    copy = Path(shutil.copytree(gallery, tmp_path / "cache"))
+    assert len(list(iter_wds_blocks(copy, "images"))) >= 1
+    shard = _first_shard(copy)
+    _flip_vector_byte(shard)
+    with pytest.raises(ValueError, match=r"sha256 differs from the manifest \(altered") as error:
+        list(iter_wds_blocks(copy, "images"))
+    assert str(error.value).startswith(f"{shard}: ")
+
+
+def test_wds_blocks_of_a_large_shard_are_hashed_as_they_stream(
+    gallery: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the hashing size a shard is checked at its end, before the next shard is opened."""
+    monkeypatch.setattr(shards_module, "HASH_BELOW_BYTES", 100)
+    copy = Path(shutil.copytree(gallery, tmp_path / "cache"))
+    images = len(load_embeddings(copy, "images").ids)
+    assert sum(len(b.ids) for b in iter_wds_blocks(copy, "images")) == images
+    _flip_vector_byte(_first_shard(copy))
+    with pytest.raises(ValueError, match="sha256 differs from the manifest"):
+        list(iter_wds_blocks(copy, "images"))
+
+
+def test_wds_blocks_refuse_a_nan_vector_naming_the_row(tmp_path: Path) -> None:
+    """A shard list without a manifest (no bytes to compare) still never yields NaN vectors."""
+    matrix = np.ones((3, 4), dtype=np.float16)
+    matrix[1, 2] = np.nan
+    shard = tmp_path / "x.tar"
+    with tarfile.open(shard, "w") as tar:
+        members = {"k.npy": npy_bytes(matrix), "k.json": block_json("images", 4, ["a", "b", "c"], None)}
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValueError, match=r"x\.tar: sample k: row 1 \(id 'b'\) is NaN or infinite"):
+        list(iter_wds_blocks([shard]))
+
+
+# ----------------------------------------- 10. the evaluation cache follows the images' content
+
+
+def test_rewritten_gallery_image_is_embedded_again(tiny_spec: str, tmp_path: Path) -> None:
+    """Issue 13 case 7: the cache was keyed by the name=path listing, so a changed image kept
+    its old vector. Now the part holding the changed image is embedded again (4 images)."""
+    from scot_data.embed.config import EmbedConfig
+    from scot_data.evaluate.benchmark import Source
+    from scot_data.evaluate.cirr import read
+    from scot_data.evaluate.gallery import embed_benchmark
+    from tests.conftest import png_bytes
+    from tests.test_evaluate import cirr_layout
+
+    root = cirr_layout(tmp_path / "cirr")
+    cfg = EmbedConfig(encoder=tiny_spec, device="cpu", num_workers=0, part_rows=4)
+    (bench,) = read(Source(root, "val"))
+    first = embed_benchmark(bench, cfg, tmp_path / "cache", show_progress=False)
+    again = embed_benchmark(bench, cfg, tmp_path / "cache", show_progress=False)
+    assert again.summary.images_embedded == 0 and np.array_equal(again.gallery, first.gallery)
+    changed = bench.names.index("img3")
+    Path(bench.gallery["img3"]).write_bytes(png_bytes(40, size=48))
+    after = embed_benchmark(bench, cfg, tmp_path / "cache", show_progress=False)
+    assert after.summary.images_embedded == 4
+    assert not np.allclose(after.gallery[changed], first.gallery[changed])
+    others = [row for row in range(len(bench.names)) if row != changed]
+    assert np.array_equal(after.gallery[others], first.gallery[others])

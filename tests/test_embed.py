@@ -33,9 +33,11 @@ from scot_data.embed.records import to_matrix
 from scot_data.embed.shards import plan_shards
 from scot_data.encoders import create_encoder
 from scot_data.manifest import read_manifest, write_manifest
+from scot_data.outdir import LOCK_FILE
 from scot_data.triplets.records import TRIPLETS_SCHEMA
 from scot_data.verify import publish, verify
 from tests.conftest import CORRUPT_IMAGE, TINY, TINY_CONFIG, png_bytes
+
 
 def make_cfg(spec: str, **overrides) -> EmbedConfig:
     values = dict(encoder=spec, device="cpu", num_workers=2, image_batch_size=4, text_batch_size=8,
@@ -133,11 +135,11 @@ def test_identity_in_manifest_and_rerun_embeds_nothing(tiny_spec, inputs, tmp_pa
     assert all(len(meta["sha256"]) == 64 for meta in manifest["outputs"].values())
     assert manifest["parts"]["images"] and manifest["shards"]
     # Same inputs and encoder: nothing embedded, nothing rewritten (runtime options may differ).
-    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE}
     again = embed_stage(make_cfg(tiny_spec, image_batch_size=3, num_workers=0), captions, triplets, out,
                         show_progress=False)  # fmt: skip
     assert again.skipped and again.images_embedded == again.texts_embedded == 0
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE} == mtimes
     # A changed shard bound re-packs the shards but embeds nothing.
     repacked = embed_stage(make_cfg(tiny_spec, shard_max_rows=100), captions, triplets, out, show_progress=False)
     assert not repacked.skipped and repacked.images_embedded == repacked.texts_embedded == 0

@@ -509,7 +509,7 @@ def test_fit_on_several_caption_tables_takes_their_pairs_in_order(tmp_path, monk
         pq.write_table(pa.table(rows), tmp_path / f"{name}.parquet")
         tables.append(tmp_path / f"{name}.parquet")
     seen = {}
-    monkeypatch.setattr(fit_lit, "fit_lit_heads", lambda pairs, out, config, inputs, show_progress, console: seen.update(
+    monkeypatch.setattr(fit_lit, "fit_lit_heads", lambda pairs, out, config, inputs, show_progress, console, force: seen.update(
         pairs=pairs, inputs=inputs))  # fmt: skip
     fit_lit.fit_lit_from_captions(tables, tmp_path / "lit")
     assert [p.caption for p in seen["pairs"]] == ["a lamp", "a cup", "a lamp and a cup"]

@@ -25,6 +25,7 @@ import torch
 from typer.testing import CliRunner
 
 from scot_data import ids
+from scot_data.atomic import TMP_MARK
 from scot_data.cli import app
 from scot_data.embed.records import images_schema, text_id, texts_schema, to_column
 from scot_data.embed.view import load_training_view
@@ -285,10 +286,10 @@ def test_stage_skips_when_finished_and_reruns_when_config_changes(staged: Simple
     )
     assert not looser.skipped and "repetition" not in looser.dropped_by
     (out / "manifest.json").unlink()  # as if killed before the manifest
-    (out / "triplets.parquet.tmp-x").write_bytes(b"partial")
+    (out / f"triplets.parquet{TMP_MARK}x").write_bytes(b"partial")
     redone = filter_triplets(staged.source, out, cfg, staged.cache, staged.encoder)
     assert not redone.skipped and redone.triplets == first.triplets
-    assert not list(out.glob("*.tmp-*"))
+    assert not list(out.glob(f"*{TMP_MARK}*"))
 
 
 def test_similarity_needs_no_model_when_the_cache_has_every_text(staged: SimpleNamespace) -> None:

@@ -225,7 +225,7 @@ def test_build_once_is_idempotent_and_atomic(tmp_path: Path) -> None:
         return {"n": len(calls)}
 
     out = tmp_path / "model"
-    (tmp_path / "model.tmp-build").mkdir()  # what a killed builder leaves
+    (tmp_path / "model.scot-tmp-build").mkdir()  # what a killed builder leaves
     assert build_once(out, build) == out.resolve()
     assert build_once(out, build) == out.resolve()
     assert len(calls) == 1 and (out / "weights").read_text() == "w"
@@ -240,7 +240,7 @@ def test_build_once_failure_leaves_nothing_and_foreign_dirs_are_kept(tmp_path: P
 
     with pytest.raises(RuntimeError):
         build_once(tmp_path / "model", broken)
-    assert not (tmp_path / "model").exists() and not (tmp_path / "model.tmp-build").exists()
+    assert not (tmp_path / "model").exists() and not (tmp_path / "model.scot-tmp-build").exists()
     (tmp_path / "theirs").mkdir()
     with pytest.raises(FileExistsError):
         build_once(tmp_path / "theirs", broken)

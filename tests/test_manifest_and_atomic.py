@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from scot_data import ids
-from scot_data.atomic import TMP_MARK, atomic_path, atomic_write_json, remove_stale_temporaries
+from scot_data.atomic import TMP_MARK, atomic_path, atomic_write_json
 from scot_data.captions.config import CocoCaptions
 from scot_data.captions.ingest import ingest_captions, select
 from scot_data.captions.records import Candidate, LocalImage
 from scot_data.manifest import is_complete, read_manifest
+from scot_data.outdir import remove_own_temporaries
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
@@ -37,12 +38,18 @@ def _umask() -> int:
     return mask
 
 
-def test_stale_temporaries_removed(tmp_path: Path) -> None:
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / f"captions.parquet{TMP_MARK}abc").write_bytes(b"partial")
+def test_own_temporaries_removed_only_where_named(tmp_path: Path) -> None:
+    """Scot's temporaries go, in the folder and its named subfolders only; a user's
+    ``*.tmp-*`` file and a temporary in an unnamed subfolder stay."""
+    for sub in ("parts", "theirs"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / f"captions.parquet{TMP_MARK}abc").write_bytes(b"partial")
+    (tmp_path / f"stats.json{TMP_MARK}x").write_bytes(b"partial")
+    (tmp_path / "report.tmp-final.docx").write_bytes(b"a person's file")
     (tmp_path / "keep.parquet").write_bytes(b"whole")
-    assert remove_stale_temporaries(tmp_path) == 1
-    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["keep.parquet"]
+    assert remove_own_temporaries(tmp_path, ["parts"]) == 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "keep.parquet", "report.tmp-final.docx", f"theirs/captions.parquet{TMP_MARK}abc"]
 
 
 def test_stable_ids_and_seeded_sample() -> None:

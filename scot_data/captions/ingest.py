@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.atomic import atomic_path, atomic_write_json, atomic_write_parquet, remove_stale_temporaries
+from scot_data.atomic import atomic_path, atomic_write_json, atomic_write_parquet
 from scot_data.captions.config import CaptionsConfig, OpenclipartCaptions
 from scot_data.captions.images import ImageError, image_uri, to_row
 from scot_data.captions.readers import READERS
@@ -42,6 +42,7 @@ from scot_data.captions.records import (
     rows_to_table,
 )
 from scot_data.manifest import InputRef, finished_summary, is_complete, stage_fingerprint, write_manifest
+from scot_data.outdir import writes_folder
 
 STAGE = "captions"
 CAPTIONS_FILE = "captions.parquet"
@@ -223,7 +224,10 @@ def _concat(paths: list[Path], schema: pa.Schema, target: Path, extra: pa.Table 
     return rows
 
 
-def ingest_captions(cfg: CaptionsConfig, out_dir: str | Path, show_progress: bool = True) -> IngestSummary:
+@writes_folder(STAGE, (PARTS_DIR,))
+def ingest_captions(
+    cfg: CaptionsConfig, out_dir: str | Path, show_progress: bool = True, force: bool = False
+) -> IngestSummary:
     """Run the caption stage into ``out_dir``; a finished stage with the same inputs is skipped."""
     started = time.perf_counter()
     out = Path(out_dir)
@@ -233,7 +237,6 @@ def ingest_captions(cfg: CaptionsConfig, out_dir: str | Path, show_progress: boo
     if is_complete(out, STAGE, fingerprint):
         return finished_summary(out, IngestSummary)
     (out / "manifest.json").unlink(missing_ok=True)
-    remove_stale_temporaries(out)
     summary = IngestSummary(out_dir=str(out))
 
     candidates, early_rejects, summary.duplicates = select(READERS[type(cfg)][0](cfg), cfg.limit, cfg.seed)

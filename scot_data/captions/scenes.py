@@ -42,7 +42,6 @@ from scot_data.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_parquet,
-    remove_stale_temporaries,
 )
 from scot_data.captions.ingest import CAPTIONS_FILE, PARQUET_OPTIONS, REJECTS_FILE, STATS_FILE
 from scot_data.captions.records import CAPTIONS_SCHEMA, REJECTS_SCHEMA
@@ -70,6 +69,7 @@ from scot_data.manifest import (
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN, TRIPLETS_FILE, TRIPLETS_SCHEMA
 
 SOURCE = "openclipart-scenes"
@@ -312,8 +312,9 @@ def _triplets_table(edits: list[list[SceneTriplet]], captions: pa.Table, seed: i
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+@writes_folder("scenes", ("captions", "captions/images", "triplets"))
 def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfig | None = None,
-                 show_progress: bool = True) -> ScenesSummary:  # fmt: skip
+                 show_progress: bool = True, force: bool = False) -> ScenesSummary:  # fmt: skip
     """Scene captions (``out/captions``) and scene triplets (``out/triplets``), each a
     finished stage directory; an identical finished build is skipped."""
     started = time.perf_counter()
@@ -331,7 +332,6 @@ def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfi
     look = ClipartBenchConfig()
     images = captions_out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(images)
     summary = ScenesSummary(out_dir=str(out))
     with Progress(disable=not show_progress) as progress:
         vocabulary = word_vocabulary() if cfg.known_words else None

@@ -30,7 +30,7 @@ from rich.progress import Progress
 from torch import nn
 
 from scot_data import ids
-from scot_data.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from scot_data.atomic import atomic_write_bytes, atomic_write_json
 from scot_data.combiner.checkpoint import (
     CHECKPOINTS_DIR,
     FINAL_FILE,
@@ -45,14 +45,14 @@ from scot_data.combiner.model import QUERY_METHODS, Combiner, CombinerConfig
 from scot_data.embed.view import TrainingView, load_training_view
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
-    MANIFEST_NAME,
     InputRef,
-    fingerprint_input,
+    finished_input,
     is_complete,
     read_manifest,
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
 STAGE = "combiner"
@@ -312,16 +312,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode("utf-8"))
 
 
-def _finished_input(directory: str | Path, stage: str) -> InputRef:
-    """The manifest of a finished ``stage`` in ``directory``, fingerprinted; an unfinished one
-    (a crash, a full disk) is refused with one clear line instead of a missing-file traceback."""
-    manifest = read_manifest(directory)
-    if manifest is None or manifest.get("stage") != stage:
-        found = "no " + MANIFEST_NAME if manifest is None else f"it holds stage {manifest.get('stage')!r}"
-        raise ScotInputError(f"{directory}: not a finished {stage} directory ({found})")
-    return fingerprint_input(Path(directory) / MANIFEST_NAME)
-
-
+@writes_folder(STAGE, (CHECKPOINTS_DIR,))
 def train_combiner(
     cfg: TrainConfig,
     embeddings_dir: str | Path,
@@ -329,18 +320,18 @@ def train_combiner(
     out_dir: str | Path,
     show_progress: bool = True,
     stop_after_steps: int | None = None,
+    force: bool = False,
 ) -> TrainSummary:
     """Train (or resume training) a Combiner; ``stop_after_steps`` checkpoints and returns early.
 
     A finished ``out_dir`` with the same inputs and config is returned as is.
     """
     out = Path(out_dir)
-    inputs = [_finished_input(embeddings_dir, "embeddings"), _finished_input(triplets_dir, "triplets")]
+    inputs = [finished_input(embeddings_dir, "embeddings"), finished_input(triplets_dir, "triplets")]
     fingerprint = stage_fingerprint(STAGE, cfg.fingerprint_config(), inputs)
     if is_complete(out, STAGE, fingerprint):
         return TrainSummary(**{**json.loads((out / SUMMARY_FILE).read_text()), "skipped": True})
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     if device.type == "cpu" and cfg.cpu_threads is not None:

@@ -10,6 +10,7 @@ rewritten by an incremental run.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -24,6 +25,8 @@ from scot_data import ids
 from scot_data.atomic import atomic_path
 from scot_data.embed.records import DTYPE
 from scot_data.errors import ScotInputError
+from scot_data.hashing import HASH_BELOW_BYTES
+from scot_data.outdir import refuse_if_writing
 
 TAR_BLOCK = 512
 TAR_RECORD = 10240  # tarfile pads an archive to a multiple of this
@@ -184,14 +187,24 @@ def shard_urls(
 ) -> list[str]:
     """The shard URLs a finished embeddings directory (local or any fsspec URL) lists; a
     folder without a manifest is named, since it is usually a mistyped or unfinished path."""
+    return list(_listed_shards(source, kind, storage_options))
+
+
+def _listed_shards(
+    source: str | Path, kind: str | None, storage_options: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Each listed shard's URL -> its manifest entry (sha256, bytes)."""
     base = str(source).rstrip("/")
+    if "://" not in base:
+        refuse_if_writing(base)
     try:
         with _open(f"{base}/manifest.json", storage_options) as handle:
             manifest = json.loads(handle.read())
     except FileNotFoundError:
         raise ScotInputError(f"{base}: no manifest.json (not a finished embeddings directory)") from None
-    shards = manifest.get("shards", [])
-    return [f"{base}/{s['name']}" for s in shards if kind is None or s["kind"] == kind]
+    outputs = manifest.get("outputs", {})
+    return {f"{base}/{s['name']}": outputs.get(s["name"], {})
+            for s in manifest.get("shards", []) if kind is None or s["kind"] == kind}  # fmt: skip
 
 
 def read_blocks(url: str, handle: Any) -> Iterator[WdsBlock]:
@@ -226,6 +239,10 @@ def _to_block(url: str, key: str, members: dict[str, bytes]) -> WdsBlock:
             f"{url}: sample {key}: array {matrix.dtype} {matrix.shape} does not match "
             f"{len(meta['ids'])} ids x {meta['dim']} float16"
         )
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise ValueError(f"{url}: sample {key}: row {row} (id {meta['ids'][row]!r}) is NaN or infinite")
     return WdsBlock(url, key, meta["kind"], meta["ids"], matrix, meta.get("texts"))
 
 
@@ -242,15 +259,63 @@ def iter_wds_blocks(
     picks ``images`` or ``texts``) or an explicit list of shard paths/URLs. Memory use is one
     block, so sets larger than memory stream through. ``shuffle_shards`` permutes the shard
     order by ``seed`` (blocks within a shard keep their order).
+
+    Every vector must be finite. A shard the manifest lists must also match its size and
+    sha256: one below ``HASH_BELOW_BYTES`` is checked before any of its blocks is yielded;
+    a larger one is hashed as it streams and refused at its end, before the next shard.
     """
     if isinstance(source, (str, Path)):
-        urls = shard_urls(source, kind, storage_options)
+        shards = _listed_shards(source, kind, storage_options)
     else:
-        urls = [str(u) for u in source]
+        shards = {str(u): {} for u in source}
+    urls = list(shards)
     if shuffle_shards:
         urls = [urls[i] for i in np.random.default_rng(seed).permutation(len(urls))]
     for url in urls:
-        with _open(url, storage_options) as handle:
-            for block in read_blocks(url, handle):
-                if kind is None or block.kind == kind:
-                    yield block
+        for block in _checked_blocks(url, shards[url], storage_options):
+            if kind is None or block.kind == kind:
+                yield block
+
+
+def _checked_blocks(
+    url: str, meta: dict[str, Any], storage_options: dict[str, Any] | None
+) -> Iterator[WdsBlock]:
+    """One shard's blocks, its bytes checked against its manifest entry ``meta`` (if any)."""
+    with _open(url, storage_options) as handle:
+        if not meta:
+            yield from read_blocks(url, handle)
+            return
+        if meta["bytes"] < HASH_BELOW_BYTES:
+            data = handle.read(meta["bytes"] + 1)
+            _check_shard(url, meta, len(data), hashlib.sha256(data).hexdigest())
+            yield from read_blocks(url, io.BytesIO(data))
+            return
+        hashed = _HashingReader(handle)
+        yield from read_blocks(url, hashed)
+        hashed.drain()
+        _check_shard(url, meta, hashed.size, hashed.digest.hexdigest())
+
+
+def _check_shard(url: str, meta: dict[str, Any], size: int, sha256: str) -> None:
+    if size != meta["bytes"]:
+        raise ValueError(f"{url}: {size} bytes, manifest says {meta['bytes']} (truncated or altered)")
+    if sha256 != meta["sha256"]:
+        raise ValueError(f"{url}: sha256 differs from the manifest (altered; run scot verify)")
+
+
+class _HashingReader:
+    """A read-only stream that hashes and counts what passes through it."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.handle.read(n)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read what the tar reader left (its end-of-archive padding), so the whole file is hashed."""
+        while self.read(1 << 20):
+            pass

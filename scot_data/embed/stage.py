@@ -41,7 +41,6 @@ from scot_data.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_parquet,
-    remove_stale_temporaries,
 )
 from scot_data.embed.config import RUNTIME_ONLY_OPTIONS, EmbedConfig
 from scot_data.embed.images import TAR_SCHEME, ImageDataset, ImageItem, collate, index_tars
@@ -57,23 +56,26 @@ from scot_data.embed.records import (
 )
 from scot_data.embed.shards import ShardPlan, json_cost, plan_shards, write_shard
 from scot_data.encoders import Encoder, EncoderSpec, create_encoder, resolve_device
-from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     MANIFEST_NAME,
     InputRef,
     fingerprint_input,
+    finished_input,
+    finished_manifest,
     finished_summary,
     is_complete,
     read_manifest,
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 
 STAGE = "embeddings"
 IMAGES_DIR = "images"
 TEXTS_DIR = "texts"
 REJECT_PARTS_DIR = "rejects"
 WDS_DIR = "wds"
+SUBFOLDERS = (IMAGES_DIR, TEXTS_DIR, REJECT_PARTS_DIR, WDS_DIR)
 REJECTS_FILE = "rejects.parquet"
 STATS_FILE = "stats.json"
 KINDS = (IMAGES_DIR, TEXTS_DIR)
@@ -172,22 +174,11 @@ def stage_config(cfg: EmbedConfig) -> dict[str, Any]:
     return config
 
 
-def _finished(directory: Path, stage: str, flag: str) -> InputRef:
-    manifest = read_manifest(directory)
-    if manifest is None:
-        raise ScotInputError(
-            f"{flag} {directory}: no {MANIFEST_NAME} (the {stage} stage has not finished there)"
-        )
-    if manifest.get("stage") != stage:
-        raise ScotInputError(f"{flag} {directory}: holds stage {manifest.get('stage')!r}, not {stage!r}")
-    return fingerprint_input(directory / MANIFEST_NAME)
-
-
 def stage_inputs(cfg: EmbedConfig, captions_dir: Path, triplets_dir: Path | None) -> list[InputRef]:
     """The captions and triplets manifests (they hash every file they list) and local weights."""
-    inputs = [_finished(captions_dir, "captions", "--captions")]
+    inputs = [finished_input(captions_dir, "captions", "--captions")]
     if triplets_dir is not None:
-        inputs.append(_finished(triplets_dir, "triplets", "--triplets"))
+        inputs.append(finished_input(triplets_dir, "triplets", "--triplets"))
     spec = EncoderSpec.parse(cfg.encoder)
     for local in (spec.weights, spec.model):
         if local and Path(local).exists():
@@ -262,6 +253,21 @@ def remove_other_encoders(out: Path, encoder_key: str) -> int:
     return len(stale)
 
 
+def drop_image_parts(out: Path, image_ids: set[str]) -> int:
+    """Delete the image parts (with their rejects) that hold any of ``image_ids``, embedded or
+    rejected, so those images are planned again: their files changed since."""
+    dropped = 0
+    for path in sorted((out / IMAGES_DIR).glob("part-*.parquet")):
+        rejects = reject_part(out, path)
+        held = _ids_in([path], "image_id") | _ids_in([rejects] if rejects.exists() else [], "image_id")
+        if image_ids & held:
+            (out / MANIFEST_NAME).unlink(missing_ok=True)  # it lists files about to go
+            path.unlink()
+            rejects.unlink(missing_ok=True)
+            dropped += 1
+    return dropped
+
+
 def adopt_parts(source: Path, out: Path, encoder_key: str) -> None:
     """Link (or copy) the parts another output made with this encoder into ``out``, so rows
     embedded there are not embedded again; the same encoder key means the same vectors.
@@ -296,11 +302,10 @@ def prepare(
     triplets_dir: str | Path | None,
     out_dir: str | Path,
     encoder: Encoder | None = None,
-    clean: bool = True,
     reuse: Sequence[str | Path] = (),
 ) -> EmbedPlan | EmbedSummary:
     """Plan a run over a caption (and triplet) table, or return the skipped summary of a
-    finished identical one (``clean``, ``reuse``: see :func:`plan_collection`)."""
+    finished identical one (``reuse``: see :func:`plan_collection`)."""
     captions = Path(captions_dir)
     triplets = Path(triplets_dir) if triplets_dir is not None else None
     return plan_collection(
@@ -310,7 +315,6 @@ def prepare(
         lambda: wanted_texts(captions, triplets, cfg.include_caption_table),
         out_dir,
         encoder,
-        clean,
         reuse,
     )
 
@@ -322,15 +326,14 @@ def plan_collection(
     texts: Callable[[], list[tuple[str, str]]],
     out_dir: str | Path,
     encoder: Encoder | None = None,
-    clean: bool = True,
     reuse: Sequence[str | Path] = (),
 ) -> EmbedPlan | EmbedSummary:
     """Plan a run over any images and texts (a benchmark gallery, a search collection).
 
     ``inputs`` fingerprint where they come from; the lists are only built when the output
-    is not already complete for those inputs. ``clean`` deletes temporaries a killed run
-    left behind; pass False when other processes may be writing parts into ``out_dir``
-    right now (the shards of a scaled-out run), whose temporaries are not stale. ``reuse``
+    is not already complete for those inputs. The caller holds ``out_dir`` as the stage's
+    folder (``outdir.stage_folder``), which also clears a killed run's temporaries; the
+    shards of a scaled-out run plan inside the claim of the flow that started them. ``reuse``
     names other outputs whose parts by the same encoder are adopted first (another training
     set over the same images embeds only its new texts).
     """
@@ -341,8 +344,6 @@ def plan_collection(
         return skipped_summary(out)
     previous = read_manifest(out)
     out.mkdir(parents=True, exist_ok=True)
-    if clean:
-        remove_stale_temporaries(out)
     encoder = encoder or get_encoder(cfg)
     key = encoder.identity.key()
     remove_other_encoders(out, key)
@@ -691,7 +692,7 @@ def _rate(count: int, seconds: float) -> float:
 
 
 def _remove_unlisted(out: Path, files: dict[str, int | None]) -> None:
-    for directory in (IMAGES_DIR, TEXTS_DIR, REJECT_PARTS_DIR, WDS_DIR):
+    for directory in SUBFOLDERS:
         for path in (out / directory).glob("*"):
             if path.is_file() and path.relative_to(out).as_posix() not in files:
                 path.unlink()
@@ -701,6 +702,7 @@ def skipped_summary(out: Path) -> EmbedSummary:
     return finished_summary(out, EmbedSummary, images_embedded=0, texts_embedded=0, shards_written=0)
 
 
+@writes_folder(STAGE, SUBFOLDERS)
 def embed_stage(
     cfg: EmbedConfig,
     captions_dir: str | Path,
@@ -709,6 +711,7 @@ def embed_stage(
     show_progress: bool = True,
     encoder: Encoder | None = None,
     reuse: Sequence[str | Path] = (),
+    force: bool = False,
 ) -> EmbedSummary:
     """Run the whole stage into ``out_dir``: only what is new is embedded (rows already in
     ``reuse`` outputs by the same encoder are adopted); an identical finished run is
@@ -730,8 +733,5 @@ def run_plan(plan: EmbedPlan | EmbedSummary, show_progress: bool = True) -> Embe
 def iter_parts(out_dir: str | Path, kind: str) -> Iterator[Path]:
     """The Parquet parts of a finished output, in manifest order."""
     out = Path(out_dir)
-    manifest = read_manifest(out)
-    if manifest is None or manifest.get("stage") != STAGE:
-        raise ScotInputError(f"{out}: not a finished embeddings directory (no {MANIFEST_NAME})")
-    for name in manifest["parts"][kind]:
+    for name in finished_manifest(out, STAGE)["parts"][kind]:
         yield out / kind / name

@@ -28,13 +28,12 @@ import pyarrow.parquet as pq
 from scot_data.embed.records import text_id, to_matrix
 from scot_data.embed.stage import IMAGES_DIR, TEXTS_DIR, iter_parts
 from scot_data.errors import ScotInputError
-from scot_data.hashing import sha256_file
-from scot_data.manifest import read_manifest
+from scot_data.hashing import HASH_BELOW_BYTES, sha256_file
+from scot_data.manifest import finished_manifest, read_manifest
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
 # Parts below this size are re-hashed on every training load (milliseconds); larger ones
 # are checked by size only, and ``scot verify`` is the thorough check for them.
-HASH_BELOW_BYTES = 64 << 20
 _CHECK_ROWS = 1 << 16  # rows per chunk of the NaN/inf scan, to bound its temporary memory
 _FLOAT16_EXPONENT = 0x7C00  # all exponent bits set: inf or NaN
 
@@ -159,8 +158,7 @@ def load_training_view(
     and NaN/inf vectors are errors (see the module docstring).
     """
     triplets_path = Path(triplets_dir) / "triplets.parquet"
-    if read_manifest(triplets_dir) is None or not triplets_path.exists():
-        raise ScotInputError(f"{triplets_dir}: not a finished triplets directory")
+    finished_manifest(triplets_dir, "triplets")
     has_targets = TARGET_IMAGE_COLUMN in pq.read_schema(triplets_path).names
     table = pq.read_table(
         triplets_path,

@@ -46,11 +46,12 @@ from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     InputRef,
     fingerprint_input,
+    finished_manifest,
     is_complete,
-    read_manifest,
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 
 STAGE = "fit-lit"
 HEADS_FILE = "heads.safetensors"
@@ -131,8 +132,7 @@ def _table_file(source: Path) -> Path:
         return source
     if not source.is_dir():
         raise ScotInputError(f"captions not found: {source}")
-    if read_manifest(source) is None:
-        raise ScotInputError(f"{source}: no manifest.json, the caption stage has not finished there")
+    finished_manifest(source, "captions")
     return source / CAPTIONS_TABLE
 
 
@@ -615,6 +615,7 @@ def _write_outputs(
     )
 
 
+@writes_folder(STAGE)
 def fit_lit_heads(
     pairs: Sequence[CaptionPair],
     out_dir: str | Path,
@@ -622,6 +623,7 @@ def fit_lit_heads(
     inputs: list[InputRef] | None = None,
     show_progress: bool = True,
     console: Console | None = None,
+    force: bool = False,
 ) -> FitLitResult:
     """Fit lit-mini heads on ``pairs`` and write heads, feature cache, model card and manifest.
 
@@ -681,6 +683,7 @@ def fit_lit_from_captions(
     config: FitLitConfig = FitLitConfig(),
     show_progress: bool = True,
     console: Console | None = None,
+    force: bool = False,
 ) -> FitLitResult:
     """``scot encoder fit-lit --captions DIR [--captions DIR ...] --out PATH``: fit on one
     caption table (dir or file) or on several in order (single objects + scenes)."""
@@ -688,4 +691,4 @@ def fit_lit_from_captions(
     table_files = [_table_file(Path(source)) for source in sources]
     pairs = [pair for table_file in table_files for pair in read_caption_table(table_file)]
     inputs = [fingerprint_input(table_file) for table_file in table_files]
-    return fit_lit_heads(pairs, out_dir, config, inputs=inputs, show_progress=show_progress, console=console)
+    return fit_lit_heads(pairs, out_dir, config, inputs, show_progress, console, force)

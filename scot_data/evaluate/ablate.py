@@ -35,7 +35,8 @@ from scot_data.evaluate.evaluate import REFERENCE_METHOD, EvalConfig, score_meth
 from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark, encoder_cache
 from scot_data.evaluate.registry import get_benchmark
 from scot_data.evaluate.stats import interval_text, paired_difference
-from scot_data.manifest import read_manifest
+from scot_data.manifest import finished_manifest
+from scot_data.outdir import writes_folder
 from scot_data.triplets.mix import mix_triplets
 
 RESULTS_FILE = "ablation.json"
@@ -159,10 +160,7 @@ def summarise(label: str, per_seed: list[Hits], base: Hits | None, draws: int,
 
 
 def _encoder_of(embeddings: Path) -> str:
-    manifest = read_manifest(embeddings)
-    if manifest is None or manifest.get("stage") != "embeddings":
-        raise ScotInputError(f"{embeddings}: not a finished embedding-cache directory")
-    return str(manifest["encoder"]["spec"])
+    return str(finished_manifest(embeddings, "embeddings")["encoder"]["spec"])
 
 
 Embedded = dict[str, tuple[Benchmark, BenchmarkEmbeddings]]  # split -> benchmark and its vectors
@@ -202,7 +200,10 @@ def _train_and_score(cfg: AblationConfig, variant: Variant, embedded: Embedded, 
     return per_seed
 
 
-def run_ablation(cfg: AblationConfig, out_dir: str | Path, show_progress: bool = True) -> dict[str, Any]:
+@writes_folder("ablation", signature=RESULTS_FILE)
+def run_ablation(
+    cfg: AblationConfig, out_dir: str | Path, show_progress: bool = True, force: bool = False
+) -> dict[str, Any]:
     """Train every variant for every seed, score both splits, pick on val, write ``ablation.json``."""
     out = Path(out_dir)
     cache = cfg.cache or out / "cache"

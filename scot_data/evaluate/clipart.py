@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from scot_data.atomic import atomic_write_bytes, atomic_write_json
 from scot_data.captions.ingest import CAPTIONS_FILE, HOLDOUT_FILE
 from scot_data.captions.records import CAPTIONS_SCHEMA
 from scot_data.errors import ScotInputError
@@ -60,6 +60,7 @@ from scot_data.manifest import (
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 
 STAGE = "benchmark"
 STATS_FILE = "stats.json"
@@ -628,8 +629,13 @@ def stage_config(cfg: ClipartBenchConfig) -> dict[str, Any]:
     return {**cfg.model_dump(mode="json"), "render_version": RENDER_VERSION}
 
 
+@writes_folder(STAGE, (IMAGES_DIR, "image_splits", "captions"))
 def build_clipart_benchmark(
-    captions_dir: str | Path, out_dir: str | Path, cfg: ClipartBenchConfig, show_progress: bool = True
+    captions_dir: str | Path,
+    out_dir: str | Path,
+    cfg: ClipartBenchConfig,
+    show_progress: bool = True,
+    force: bool = False,
 ) -> ClipartBenchSummary:
     """Build every split of the benchmark from a finished caption stage into ``out_dir``
     (skipped when done)."""
@@ -639,7 +645,6 @@ def build_clipart_benchmark(
     if is_complete(out, STAGE, stage_fingerprint(STAGE, config, inputs)):
         return finished_summary(out, ClipartBenchSummary, images_rendered=0)
     (out / MANIFEST_NAME).unlink(missing_ok=True)
-    remove_stale_temporaries(out)
     summary = ClipartBenchSummary(out_dir=str(out))
 
     excluded = training_names(captions / CAPTIONS_FILE)

@@ -36,6 +36,7 @@ from scot_data.evaluate.metrics import percent, ranking
 from scot_data.evaluate.registry import BenchmarkEntry, benchmark_names, get_benchmark
 from scot_data.evaluate.stats import paired_difference
 from scot_data.manifest import read_manifest
+from scot_data.outdir import writes_folder
 
 RESULTS_FILE = "results.json"
 QUERIES_FILE = "queries.parquet"
@@ -267,13 +268,13 @@ def average_parts(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {m: {k: float(np.mean([p[m][k] for p in parts])) for k in parts[0][m]} for m in parts[0]}
 
 
+@writes_folder("evaluate", signature=RESULTS_FILE)
 def evaluate(cfg: EvalConfig, out_dir: str | Path, cache_root: str | Path | None = None,
-             show_progress: bool = True) -> dict[str, Any]:  # fmt: skip
+             show_progress: bool = True, force: bool = False) -> dict[str, Any]:  # fmt: skip
     """Embed (or reuse) the benchmark, score every method, write results.json, queries.parquet
     (and submissions for hidden test splits)."""
     started = time.perf_counter()
     out, entry = Path(out_dir), cfg.entry
-    out.mkdir(parents=True, exist_ok=True)
     combiner = load_combiner(cfg.combiner) if cfg.combiner else None  # first: a bad path is named as such
     encoder = resolve_encoder(cfg)
     embed_cfg = EmbedConfig(encoder=encoder, device=cfg.device, image_batch_size=cfg.image_batch_size,

@@ -9,6 +9,7 @@ encoder work.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +17,28 @@ import numpy as np
 import pyarrow as pa
 
 from scot_data import ids
+from scot_data.atomic import atomic_write_json
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.images import ImageItem
 from scot_data.embed.records import text_id
-from scot_data.embed.stage import IMAGES_DIR, REJECTS_FILE, TEXTS_DIR, EmbedSummary, plan_collection, run_plan
+from scot_data.embed.stage import (
+    IMAGES_DIR,
+    REJECTS_FILE,
+    STAGE,
+    SUBFOLDERS,
+    TEXTS_DIR,
+    EmbedSummary,
+    drop_image_parts,
+    plan_collection,
+    run_plan,
+)
 from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.benchmark import Benchmark
 from scot_data.manifest import InputRef, fingerprint_input
+from scot_data.outdir import stage_folder
+
+KEYS_FILE = "gallery_keys.json"  # image name -> the file state its cached vector was made from
 
 
 @dataclass
@@ -47,11 +62,37 @@ def encoder_cache(root: str | Path, encoder: str) -> Path:
     return Path(root) / ids.stable_id("encoder", encoder)
 
 
-def _inputs(bench: Benchmark) -> list[InputRef]:
-    """The annotation files by content, the gallery by its (name, path) listing."""
-    listing = ids.stable_id(*(f"{name}={path}" for name, path in bench.gallery.items()))
+def _image_keys(bench: Benchmark) -> dict[str, str]:
+    """Each gallery image's file state: path, size and modification time. A rewritten image
+    changes its key and is embedded again while the others are reused (hashing every image's
+    bytes on every evaluation would cost more than that on a CIRCO-sized gallery)."""
+    return {name: _image_key(path) for name, path in bench.gallery.items()}
+
+
+def _image_key(path: str | Path) -> str:
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return f"{path}:missing"  # the embed stage rejects it, naming the file
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _forget_changed_images(cache: Path, keys: dict[str, str]) -> None:
+    """Drop the cached vectors of images whose file changed since the cache recorded them."""
+    try:
+        recorded = json.loads((cache / KEYS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    changed = {name for name, key in keys.items() if recorded.get(name, key) != key}
+    if changed:
+        drop_image_parts(cache, changed)
+
+
+def _inputs(bench: Benchmark, keys: dict[str, str]) -> list[InputRef]:
+    """The annotation files by content, the gallery by its image keys."""
     inputs = [fingerprint_input(path) for path in bench.sources]
-    return inputs + [InputRef(f"{bench.name}:{bench.split}:gallery", "listing", listing)]
+    listing = InputRef(f"{bench.name}:{bench.split}:gallery", "listing", ids.stable_id(*keys.values()))
+    return [*inputs, listing]
 
 
 def _images(bench: Benchmark) -> list[ImageItem]:
@@ -93,8 +134,13 @@ def embed_benchmark(
 ) -> BenchmarkEmbeddings:
     """Embed (or reuse) everything a benchmark needs; vectors in gallery and query order."""
     cache = cache_dir(Path(cache_root), bench)
-    plan = plan_collection(cfg, _inputs(bench), lambda: _images(bench), lambda: _texts(bench), cache)
-    summary = run_plan(plan, show_progress)
+    keys = _image_keys(bench)
+    with stage_folder(cache, STAGE, SUBFOLDERS):
+        _forget_changed_images(cache, keys)
+        inputs = _inputs(bench, keys)
+        plan = plan_collection(cfg, inputs, lambda: _images(bench), lambda: _texts(bench), cache)
+        summary = run_plan(plan, show_progress)
+        atomic_write_json(cache / KEYS_FILE, keys)
     images = load_embeddings(cache, IMAGES_DIR)
     texts = load_embeddings(cache, TEXTS_DIR)
     image_rows = _rows(images.ids, bench.names, "gallery images", cache)

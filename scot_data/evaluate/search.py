@@ -21,7 +21,7 @@ from scot_data.combiner.checkpoint import load_combiner
 from scot_data.encoders import Encoder, create_encoder
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.retriever import Retriever
-from scot_data.manifest import read_manifest
+from scot_data.manifest import finished_manifest, read_manifest
 
 
 @dataclass
@@ -41,12 +41,7 @@ class SearchOutput:
 
 
 def gallery_encoder(gallery_dir: Path) -> dict:
-    manifest = read_manifest(gallery_dir)
-    if manifest is None or manifest.get("stage") != "embeddings":
-        raise ScotInputError(
-            f"--gallery {gallery_dir}: not a finished embedding-cache directory (no manifest.json)"
-        )
-    return manifest["encoder"]
+    return finished_manifest(gallery_dir, "embeddings", "--gallery")["encoder"]
 
 
 def query_image(image: Path) -> Image.Image:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scot_data import ids
-from scot_data.atomic import atomic_write_json, atomic_write_parquet, remove_stale_temporaries
+from scot_data.atomic import atomic_write_json, atomic_write_parquet
 from scot_data.embed.records import text_id
 from scot_data.embed.view import load_embeddings
 from scot_data.encoders import create_encoder
@@ -46,12 +46,14 @@ from scot_data.manifest import (
     MANIFEST_NAME,
     InputRef,
     fingerprint_input,
+    finished_input,
     finished_summary,
     is_complete,
     read_manifest,
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 from scot_data.triplets.config import DEFAULT_PROMPT
 from scot_data.triplets.prompts import PromptTemplate, load_prompt
 from scot_data.triplets.records import (
@@ -482,12 +484,14 @@ class FilterSummary:
     skipped: bool = False
 
 
+@writes_folder(STAGE)
 def filter_triplets(
     triplets_dir: str | Path,
     out_dir: str | Path,
     cfg: FilterConfig,
     embeddings_dir: str | Path | None = None,
     encoder: str | Encoder | None = None,
+    force: bool = False,
 ) -> FilterSummary:
     """Write the triplets of ``triplets_dir`` that pass every enabled filter to ``out_dir``
     as a finished triplets stage; a finished run with the same inputs and config is skipped."""
@@ -501,7 +505,6 @@ def filter_triplets(
     if is_complete(out, STAGE, stage_fingerprint(STAGE, config, inputs)):
         return finished_summary(out, FilterSummary)
     (out / MANIFEST_NAME).unlink(missing_ok=True)
-    remove_stale_temporaries(out)
     table = pq.read_table(source / TRIPLETS_FILE)
     sims = _similarities(table, cfg, embeddings, encoder)
     shots = load_shots(cfg)
@@ -517,21 +520,12 @@ def filter_triplets(
 
 def _inputs(source: Path, embeddings: Path | None, cfg: FilterConfig) -> list[InputRef]:
     """The input triplets' and cache's manifests (they hash every file) and the prompt."""
-    inputs = [_finished(source, STAGE, "--triplets")]
+    inputs = [finished_input(source, STAGE, "--triplets")]
     if embeddings is not None:
-        inputs.append(_finished(embeddings, "embeddings", "--embeddings"))
+        inputs.append(finished_input(embeddings, "embeddings", "--embeddings"))
     if cfg.few_shot_copy:
         inputs.append(fingerprint_input(cfg.prompt))
     return inputs
-
-
-def _finished(directory: Path, stage: str, flag: str) -> InputRef:
-    manifest = read_manifest(directory)
-    if manifest is None or manifest.get("stage") != stage:
-        raise ScotInputError(
-            f"{flag} {directory}: not a finished {stage} directory (no {MANIFEST_NAME} of that stage)"
-        )
-    return fingerprint_input(directory / MANIFEST_NAME)
 
 
 def _stage_config(cfg: FilterConfig, encoder: str | Encoder | None) -> dict[str, Any]:

@@ -26,17 +26,18 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.atomic import atomic_write_json, atomic_write_parquet, remove_stale_temporaries
+from scot_data.atomic import atomic_write_json, atomic_write_parquet
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     InputRef,
     fingerprint_input,
+    finished_manifest,
     finished_summary,
     is_complete,
-    read_manifest,
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 from scot_data.triplets.client import ChatClient, RequestFailed, RequestRefused
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.prompts import PromptTemplate, load_prompt
@@ -57,6 +58,7 @@ from scot_data.triplets.template import TEMPLATE_VERSION, corpus_objects, templa
 from scot_data.triplets.validate import AnswerRejected, check_answer, edit_label, normalise, parse_answer
 
 PARTS_DIR = "parts"
+SUBFOLDERS = (PARTS_DIR,)
 # Options that change speed or robustness, never the answers.
 RUNTIME_ONLY_OPTIONS = {"endpoints", "serve", "concurrency", "timeout", "max_attempts", "retry_backoff", "batch_size"}
 
@@ -134,8 +136,7 @@ class Run:
 
 def load_captions(captions_dir: Path) -> list[CaptionIn]:
     """Rows of a finished caption stage (one without a manifest is refused)."""
-    if read_manifest(captions_dir) is None:
-        raise ScotInputError(f"{captions_dir}: no manifest.json, the caption stage there is not complete")
+    finished_manifest(captions_dir, "captions", "--captions")
     table = pq.read_table(captions_dir / "captions.parquet", columns=["caption_id", "image_id", "caption"])
     return [CaptionIn(**row) for row in table.to_pylist()]
 
@@ -428,7 +429,6 @@ def prepare(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) 
     inputs = stage_inputs(cfg, captions_path)
     config = stage_config(cfg, run.prompt)
     (out / "manifest.json").unlink(missing_ok=True)
-    remove_stale_temporaries(out)
     if cfg.backend == "template":
         run.objects = corpus_objects(captions)
     batches = plan(captions, run, out / PARTS_DIR)
@@ -440,8 +440,13 @@ def prepare(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) 
     return prepared
 
 
+@writes_folder(STAGE, SUBFOLDERS)
 def generate_triplets(
-    cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path, show_progress: bool = True
+    cfg: TripletsConfig,
+    captions_dir: str | Path,
+    out_dir: str | Path,
+    show_progress: bool = True,
+    force: bool = False,
 ) -> TripletSummary:
     """Run the stage; a finished stage with the same inputs and options is skipped."""
     prepared = prepare(cfg, captions_dir, out_dir)

@@ -24,18 +24,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scot_data import ids
-from scot_data.atomic import atomic_write_json, atomic_write_parquet, remove_stale_temporaries
+from scot_data.atomic import atomic_write_json, atomic_write_parquet
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     MANIFEST_NAME,
     InputRef,
-    fingerprint_input,
+    finished_input,
     finished_summary,
     is_complete,
-    read_manifest,
     stage_fingerprint,
     write_manifest,
 )
+from scot_data.outdir import writes_folder
 from scot_data.triplets.records import (
     PARQUET_OPTIONS,
     REJECTS_FILE,
@@ -83,8 +83,13 @@ def apportion(total: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
+@writes_folder(STAGE)
 def mix_triplets(
-    sources: Sequence[tuple[str | Path, float]], out_dir: str | Path, total: int | None = None, seed: int = 0
+    sources: Sequence[tuple[str | Path, float]],
+    out_dir: str | Path,
+    total: int | None = None,
+    seed: int = 0,
+    force: bool = False,
 ) -> MixSummary:
     """Write a weighted sample of ``sources`` to ``out_dir`` as a finished triplets stage.
 
@@ -95,12 +100,11 @@ def mix_triplets(
     out = Path(out_dir)
     paths, weights = [Path(p) for p, _ in sources], [float(w) for _, w in sources]
     _check_sources(paths, weights, total, out)
-    inputs = [_finished(p) for p in paths]
+    inputs = [finished_input(p, STAGE, "--source") for p in paths]
     config = {"weights": weights, "total": total, "seed": seed}
     if is_complete(out, STAGE, stage_fingerprint(STAGE, config, inputs)):
         return finished_summary(out, MixSummary)
     (out / MANIFEST_NAME).unlink(missing_ok=True)
-    remove_stale_temporaries(out)
     pools = _ranked_pools(paths, seed)
     counts = apportion(total if total is not None else _largest_total(pools, weights), weights)
     summary = MixSummary(out_dir=str(out), seed=seed)
@@ -121,13 +125,6 @@ def _check_sources(paths: list[Path], weights: list[float], total: int | None, o
         raise ScotInputError(f"source weights must be positive and finite, got {weights}")
     if out.resolve() in {p.resolve() for p in paths}:
         raise ScotInputError(f"--out {out} is one of the sources; write the mix elsewhere")
-
-
-def _finished(directory: Path) -> InputRef:
-    manifest = read_manifest(directory)
-    if manifest is None or manifest.get("stage") != STAGE:
-        raise ScotInputError(f"--source {directory}: not a finished triplets directory (no {MANIFEST_NAME})")
-    return fingerprint_input(directory / MANIFEST_NAME)
 
 
 def _ranked_pools(paths: list[Path], seed: int) -> list[pa.Table]:
