@@ -39,13 +39,15 @@ from scot_data.llm.server import (
     serve,
     stop_servers,
 )
+from scot_data.manifest import finished_manifest
 from scot_data.pipeline import StageResult, configured_stages, observed_by, run_pipeline, signals_as_interrupt
 from scot_data.run_view import PipelineView, summary_table
 from scot_data.spec import PipelineSpec, load_spec
-from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
+from scot_data.triplets.config import DEFAULT_PROMPT, EmbeddedServer, TripletsConfig
 from scot_data.triplets.filters import FilterConfig, filter_triplets
 from scot_data.triplets.generate import StageIncomplete, generate_triplets
 from scot_data.triplets.mix import mix_triplets, parse_source
+from scot_data.triplets.prompts import load_prompt
 from scot_data.verify import publish, verify
 
 app = typer.Typer(help="scot: composed image retrieval from image-caption collections.", no_args_is_help=True,
@@ -88,14 +90,49 @@ def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _validated(adapter: TypeAdapter[Any], values: dict[str, Any]) -> Any:
-    """Validate CLI values (unset ones take the model's defaults); name the bad flag."""
+def _validated(adapter: TypeAdapter[Any], values: dict[str, Any], flags: dict[str, str] | None = None) -> Any:
+    """Validate CLI values (unset ones take the model's defaults); name the bad flag
+    (``flags`` maps a field to its option where the names differ)."""
     try:
         return adapter.validate_python({k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
         problem = exc.errors()[0]
+        message = problem["msg"].removeprefix("Value error, ")
         location = [str(p) for p in problem["loc"] if str(p) != values.get("format")]
-        raise ScotInputError(f"--{'.'.join(location).replace('_', '-')}: {problem['msg']}") from exc
+        if not location:  # a check across fields: its message names them
+            raise ScotInputError(message) from exc
+        field = ".".join(location)
+        flag = (flags or {}).get(field, f"--{field.replace('_', '-')}")
+        raise ScotInputError(f"{flag}: {message}") from exc
+
+
+def _out_folder(path: Path, flag: str = "--out") -> Path:
+    """An output folder: a file in its place is refused before any work."""
+    if path.exists() and not path.is_dir():
+        raise ScotInputError(f"{flag} {path}: a file is in the way of this output folder")
+    return path
+
+
+def _in_folder(path: Path | None, flag: str) -> None:
+    """An input folder that must exist (when given)."""
+    if path is not None and not path.is_dir():
+        raise ScotInputError(f"{flag} {path}: {'not a folder' if path.exists() else 'no such folder'}")
+
+
+def _at_least(value: float | None, minimum: float, flag: str) -> None:
+    if value is not None and value < minimum:
+        raise ScotInputError(f"{flag} {value}: must be at least {minimum}")
+
+
+def _checked_device(device: str) -> str:
+    """``--device`` as torch will take it: an unknown name or a missing GPU named in one line."""
+    from scot_data.encoders.base import resolve_device
+
+    try:
+        resolve_device(device)
+    except ScotInputError as exc:
+        raise ScotInputError(f"--{exc}") from None
+    return device
 
 
 def _captions_config(values: dict[str, Any]) -> CaptionsConfig:
@@ -146,7 +183,7 @@ def captions_ingest(
             "caption_column": caption_column,
         }
     )
-    summary = ingest_captions(config, out, show_progress=progress, force=force)
+    summary = ingest_captions(config, _out_folder(out), show_progress=progress, force=force)
     print_summary(f"captions -> {out}", summary.__dict__)
 
 
@@ -171,7 +208,8 @@ def captions_scenes(
         TypeAdapter(ScenesConfig),
         {"count": count, "edits_per_scene": edits_per_scene, "render_targets": render_targets, "seed": seed},
     )
-    summary = build_scenes(captions, out, config, show_progress=progress, force=force)
+    finished_manifest(captions, "captions", "--captions")
+    summary = build_scenes(captions, _out_folder(out), config, show_progress=progress, force=force)
     print_summary(f"scenes -> {out}", asdict(summary))
 
 
@@ -209,7 +247,8 @@ def triplets_generate(
             "timeout": timeout,
         },
     )
-    summary = generate_triplets(config, captions, out, show_progress=progress, force=force)
+    finished_manifest(captions, "captions", "--captions")
+    summary = generate_triplets(config, captions, _out_folder(out), show_progress=progress, force=force)
     print_summary(f"triplets -> {out}", summary.__dict__)
 
 
@@ -236,7 +275,10 @@ def triplets_filter(
         {"edit_words": edit_words, "similarity_band": similarity_band, "few_shot_copy": few_shot_copy,
          "repetition": repetition, "low": low, "high": high, "prompt": prompt},
     )  # fmt: skip
-    summary = filter_triplets(triplets, out, config, embeddings_dir=embeddings, encoder=encoder, force=force)
+    if config.few_shot_copy:
+        load_prompt(config.prompt)  # a missing or broken prompt is named before any work
+    summary = filter_triplets(triplets, _out_folder(out), config, embeddings_dir=embeddings, encoder=encoder,
+                              force=force)  # fmt: skip
     print_summary(f"filtered triplets -> {out}", summary.__dict__)
 
 
@@ -257,8 +299,9 @@ def triplets_score_labelled(
         rows = [json.loads(line) for line in labelled.read_text(encoding="utf-8").splitlines() if line.strip()]
         fit = labelled_half(rows, "fit")
         low, high = fit_band([r["similarity"] for r in fit], [r["label"] for r in fit])
-    except (json.JSONDecodeError, KeyError, ValueError) as error:
-        raise ScotInputError(f"{labelled}: not a labelled triplet set ({error})") from error
+    except (KeyError, ValueError, TypeError, AttributeError) as error:  # bad JSON, rows that are not objects
+        reason = f"{type(error).__name__}: {error}"
+        raise ScotInputError(f"{labelled}: not a labelled triplet set ({reason})") from error
     config = FilterConfig(low=round(low, 2), high=round(high, 2), prompt=prompt)
     typer.echo(f"band fitted on the fit half ({len(fit)} rows): {config.low:.2f}-{config.high:.2f}")
     typer.echo(f"report half ({len(rows) - len(fit)} rows):")
@@ -275,7 +318,8 @@ def triplets_mix(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """A seeded, weighted sample of several triplet directories (e.g. LLM 0.3 + template 0.7)."""
-    summary = mix_triplets([parse_source(s) for s in source], out, total=total, seed=seed, force=force)
+    sources = [parse_source(s) for s in source]
+    summary = mix_triplets(sources, _out_folder(out), total=total, seed=seed, force=force)
     print_summary(f"mixed triplets -> {out}", summary.__dict__)
 
 
@@ -292,6 +336,18 @@ def llm_serve(
     timeout: float = typer.Option(900.0, "--timeout", help="seconds to wait for /health"),
 ) -> None:
     """Start the vLLM OpenAI server on 127.0.0.1 in the background and wait until healthy."""
+    _validated(TypeAdapter(EmbeddedServer),
+               {"port": port, "kv_cache_gib": kv_cache_gib, "max_model_len": max_model_len})  # fmt: skip
+    if not timeout > 0:
+        raise ScotInputError(f"--timeout {timeout}: must be above 0 seconds")
+    python = venv / "bin" / "python"
+    if not (python.is_file() and os.access(python, os.X_OK)):
+        raise ScotInputError(f"--venv {venv}: no runnable bin/python there (run "
+                             "`bash scripts/setup_vllm_env.sh` or pass the vLLM environment)")
+    local = Path(model).expanduser()
+    if local.exists() or model.startswith(("/", ".", "~")):  # a path, not a built-in name or a hub id
+        if not (local / "config.json").is_file():
+            raise ScotInputError(f"--model {model}: not a Hugging Face model folder (no config.json)")
     config = VLLMServerConfig(
         model=resolve_model(model), served_model_name=served_name or model, port=port, venv=venv,
         enforce_eager=eager, kv_cache_gib=kv_cache_gib, max_model_len=max_model_len,
@@ -305,6 +361,8 @@ def llm_serve(
 @reports_input_errors
 def llm_stop(port: Optional[int] = typer.Option(None, "--port", help="default: every server scot started")) -> None:
     """Stop servers started by ``scot llm serve`` (found through their state files)."""
+    if port is not None:
+        _validated(TypeAdapter(EmbeddedServer), {"port": port})
     stopped = stop_servers(port=port)
     typer.echo(f"stopped {len(stopped)} server(s)" + "".join(f"\n  port {s.port}: {s.model}" for s in stopped))
 
@@ -334,9 +392,13 @@ def encoder_fit_lit(
     """Fit the lit-mini projection heads on clip-art captions; report held-out recall."""
     from scot_data.encoders.fit_lit import FitLitConfig, fit_lit_from_captions
 
+    if not 0 < held_out_fraction < 1:
+        raise ScotInputError(f"--held-out-fraction {held_out_fraction}: must be between 0 and 1")
+    _at_least(max_steps, 1, "--max-steps")
+    _at_least(workers, 0, "--workers")
     config = FitLitConfig(seed=seed, held_out_fraction=held_out_fraction, max_steps=max_steps,
-                          num_workers=workers, device=device)  # fmt: skip
-    fit_lit_from_captions(captions, out, config, show_progress=progress, force=force)
+                          num_workers=workers, device=_checked_device(device))  # fmt: skip
+    fit_lit_from_captions(captions, _out_folder(out), config, show_progress=progress, force=force)
 
 
 @encoder_app.command("recall")
@@ -393,14 +455,15 @@ def embed_command(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Embed every distinct image and text once: Parquet + WebDataset shards + manifest."""
-    cfg = EmbedConfig(
-        encoder=encoder, device=device, image_batch_size=image_batch_size, text_batch_size=text_batch_size,
-        num_workers=workers, shard_max_rows=shard_max_rows, shard_max_bytes=shard_max_bytes,
-        block_rows=block_rows, seed=seed,
-    )  # fmt: skip
-    summary = embed_stage(
-        cfg, captions, triplets, out, show_progress=progress, reuse=reuse or (), force=force
-    )
+    cfg = _validated(TypeAdapter(EmbedConfig), {
+        "encoder": encoder, "device": _checked_device(device), "image_batch_size": image_batch_size,
+        "text_batch_size": text_batch_size, "num_workers": workers, "shard_max_rows": shard_max_rows,
+        "shard_max_bytes": shard_max_bytes, "block_rows": block_rows, "seed": seed,
+    }, flags={"num_workers": "--workers"})  # fmt: skip
+    for source in reuse or ():
+        _in_folder(source, "--reuse")
+    summary = embed_stage(cfg, captions, triplets, _out_folder(out), show_progress=progress,
+                          reuse=reuse or (), force=force)  # fmt: skip
     typer.echo(json.dumps(asdict(summary), indent=2))
 
 
@@ -410,6 +473,12 @@ def verify_command(
     directory: str = typer.Argument(..., help="a stage output directory or fsspec URL"),
 ) -> None:
     """Check checksums, row counts, dims, NaNs and shards against the manifest; exit 1 on problems."""
+    local = Path(directory)
+    if "://" not in directory:  # a local folder: not one at all, or no stage in it, is an input error
+        if not local.is_dir():
+            raise ScotInputError(f"{directory}: {'not a folder' if local.exists() else 'no such folder'}")
+        if not (local / "manifest.json").exists():
+            raise ScotInputError(f"{directory}: not a finished stage directory (no manifest.json)")
     problems = verify(directory)
     for problem in problems:
         typer.echo(problem, err=True)
@@ -453,9 +522,11 @@ def train_command(
     config = _validated(
         TypeAdapter(TrainConfig),
         {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_triplets": max_triplets,
-         "target": target, "device": device, "loss": {"caption_hard_negative": hard_negative}},
+         "target": target, "device": _checked_device(device),
+         "loss": {"caption_hard_negative": hard_negative}},
     )  # fmt: skip
-    summary = train_combiner(config, embeddings, triplets, out, show_progress=progress, force=force)
+    summary = train_combiner(config, embeddings, triplets, _out_folder(out), show_progress=progress,
+                             force=force)  # fmt: skip
     print_summary(f"combiner -> {out}", asdict(summary))
 
 
@@ -483,10 +554,15 @@ def eval_command(
     cfg = _validated(
         TypeAdapter(EvalConfig),
         {"benchmark": benchmark, "data": data, "split": split, "encoder": encoder, "combiner": combiner,
-         "image_root": image_root, "categories": tuple(category or ()), "device": device,
+         "image_root": image_root, "categories": tuple(category or ()), "device": _checked_device(device),
          "num_workers": workers},
+        flags={"num_workers": "--workers", "categories": "--category"},
     )  # fmt: skip
-    results = evaluate(cfg, out, cache, show_progress=progress, force=force)
+    _in_folder(data, "--data")
+    _in_folder(image_root, "--image-root")
+    if cache is not None:
+        _out_folder(cache, "--cache")
+    results = evaluate(cfg, _out_folder(out), cache, show_progress=progress, force=force)
     print_metrics(results)
     typer.echo(f"report: {write_report(results, out)}")
 
@@ -535,7 +611,7 @@ def ablate_command(
     from scot_data.evaluate.report import write_report
 
     cfg = load_ablation(spec)
-    results = run_ablation(cfg, out, show_progress=progress, force=force)
+    results = run_ablation(cfg, _out_folder(out), show_progress=progress, force=force)
     tables = ablation_tables(results)
     for table in tables:
         shown = Table(title=table["title"], caption=table["note"])
@@ -566,7 +642,7 @@ def search_command(
     """Top-k gallery images for a composed query (exact search; FAISS when installed)."""
     from scot_data.evaluate.search import search
 
-    result = search(gallery, image, text, k, combiner, encoder, device)
+    result = search(gallery, image, text, k, combiner, encoder, _checked_device(device))
     if as_json:
         typer.echo(json.dumps(asdict(result), indent=2))
         return
@@ -590,7 +666,13 @@ def report_command(
 
     if not results.is_file():
         raise ScotInputError(f"{results}: no such results file")
-    typer.echo(f"report: {write_report(json.loads(results.read_text(encoding='utf-8')), out or results.parent)}")
+    try:
+        loaded = json.loads(results.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ScotInputError(f"{results}: not JSON ({exc})") from None
+    if not isinstance(loaded, dict) or not {"benchmark", "metrics"} <= set(loaded):
+        raise ScotInputError(f"{results}: not a results.json written by scot eval (no benchmark and metrics)")
+    typer.echo(f"report: {write_report(loaded, _out_folder(out or results.parent))}")
 
 
 @bench_app.command("build-clipart")
@@ -608,7 +690,7 @@ def bench_build_clipart(
     from scot_data.evaluate.clipart import ClipartBenchConfig, build_clipart_benchmark
 
     cfg = _validated(TypeAdapter(ClipartBenchConfig), {"queries_per_kind": queries_per_kind, "seed": seed})
-    summary = build_clipart_benchmark(captions, out, cfg, show_progress=progress, force=force)
+    summary = build_clipart_benchmark(captions, _out_folder(out), cfg, show_progress=progress, force=force)
     print_summary(f"clip-art benchmark -> {out}", asdict(summary))
 
 
@@ -624,6 +706,8 @@ def bench_captions(
     from scot_data.atomic import atomic_write_parquet
     from scot_data.evaluate.clipart import target_caption_table
 
+    if out.is_dir():
+        raise ScotInputError(f"--out {out}: a folder, not a Parquet file to write")
     table = target_caption_table(data, split)
     atomic_write_parquet(out, table)
     typer.echo(f"{table.num_rows} target scenes -> {out}")

@@ -103,7 +103,8 @@ def write_manifest(
 
 
 def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The manifest of ``out_dir``, or None when the stage there never finished."""
+    """The manifest of ``out_dir``, or None when the stage there never finished; one that is
+    not a JSON object (damaged, or not written by scot) is an input error naming the file."""
     path = Path(out_dir) / MANIFEST_NAME
     if not path.exists():
         return None
@@ -121,9 +122,13 @@ def finished_manifest(directory: str | os.PathLike[str], stage: str, option: str
     in one line: a folder being written right now, one without a manifest (a crash, a full
     disk, a mistyped path) or one of another stage. ``option`` is the CLI option the user
     named the folder with, if any."""
+    shown = f"{option} {directory}" if option else str(directory)
+    path = Path(directory)
+    if not path.is_dir():
+        problem = "a file, not a folder" if path.exists() else "no such folder"
+        raise ScotInputError(f"{shown}: not a finished {stage} directory ({problem})")
     refuse_if_writing(directory)
     manifest = read_manifest(directory)
-    shown = f"{option} {directory}" if option else str(directory)
     if manifest is None:
         problem = f"no {MANIFEST_NAME}: the stage has not finished there"
     elif manifest.get("stage") != stage:
@@ -131,6 +136,7 @@ def finished_manifest(directory: str | os.PathLike[str], stage: str, option: str
     else:
         return manifest
     raise ScotInputError(f"{shown}: not a finished {stage} directory ({problem})")
+
 
 def finished_input(directory: str | os.PathLike[str], stage: str, option: str = "") -> InputRef:
     """A finished ``stage`` folder as a later stage's input: its manifest, fingerprinted

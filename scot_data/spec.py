@@ -102,7 +102,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
         raise ScotInputError(f"pipeline spec not found: {spec_path}")
     try:
         data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ScotInputError(f"{spec_path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
         raise ScotInputError(f"{spec_path}: a pipeline spec is a mapping of sections")

@@ -41,7 +41,10 @@ class PublishError(Exception):
 def _fs(url: str | Path, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    try:
+        fs, root = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    except (ValueError, ImportError) as exc:  # an unknown protocol, or one whose package is missing
+        raise ScotInputError(f"{url}: {' '.join(str(exc).split())}") from None
     return fs, root.rstrip("/")
 
 
@@ -205,6 +208,8 @@ def publish(
     manifest = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
     fs, root = _fs(url, storage_options)
     fs.invalidate_cache()
+    if fs.isfile(root):
+        raise ScotInputError(f"{url}: a file is in the way of the destination folder")
     atomic = "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))
     remote_manifest = _read_manifest(fs, root)
     known = (remote_manifest or {}).get("outputs", {})

@@ -43,6 +43,7 @@ from scot_data.combiner.checkpoint import (
 from scot_data.combiner.loss import LossConfig, ScotLoss
 from scot_data.combiner.model import QUERY_METHODS, Combiner, CombinerConfig
 from scot_data.embed.view import TrainingView, load_training_view
+from scot_data.encoders.base import resolve_device
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
     InputRef,
@@ -138,12 +139,6 @@ class Split:
         """(V, T_m, target, T) of the given triplets."""
         return (self.images[self.v[rows]], self.texts[self.tm[rows]],
                 self.target_bank[self.target[rows]], self.texts[self.t[rows]])  # fmt: skip
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _unit_fraction(seed: int, key: str) -> float:

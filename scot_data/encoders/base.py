@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from scot_data.errors import ScotInputError
+
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 
 
@@ -58,10 +60,22 @@ _DESCRIPTIVE_FIELDS = ("weights", "trained")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks the GPU when there is one; anything else is taken as given."""
+    """``auto`` picks the GPU when there is one; anything else is taken as given. A name
+    torch does not know, or a CUDA device this machine lacks, is an input error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        known = "auto, cpu, cuda, cuda:N, mps"
+        raise ScotInputError(f"device {str(device)!r}: not a torch device ({known})") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ScotInputError(f"device {str(device)!r}: CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= count:
+            raise ScotInputError(f"device {str(device)!r}: this machine has {count} CUDA device(s)")
+    return resolved
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:

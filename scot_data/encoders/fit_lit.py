@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
@@ -143,7 +144,11 @@ def read_caption_table(source: str | Path) -> list[CaptionPair]:
     other row is an error that names the file and the row's ``caption_id``.
     """
     table_file = _table_file(Path(source))
-    table = pq.read_table(table_file, columns=["caption_id", "image_id", "image_uri", "caption"])
+    try:
+        table = pq.read_table(table_file, columns=["caption_id", "image_id", "image_uri", "caption"])
+    except (pa.ArrowException, OSError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ScotInputError(f"{table_file}: not a caption table ({reason})") from None
     pairs = []
     for row in table.to_pylist():
         path = _local_path(row["image_uri"], table_file.parent)

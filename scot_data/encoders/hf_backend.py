@@ -53,11 +53,15 @@ class HFEncoder(Encoder):
         directory = Path(model_dir)
         if not directory.is_dir():
             raise ScotInputError(f"hf encoder directory not found: {directory}")
-        model = AutoModel.from_pretrained(directory, local_files_only=True)
-        if not hasattr(model, "get_image_features"):
-            raise ScotInputError(f"{directory}: {type(model).__name__} is not an image-text dual encoder")
-        processor = AutoImageProcessor.from_pretrained(directory, local_files_only=True)
-        self._tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        try:
+            model = AutoModel.from_pretrained(directory, local_files_only=True)
+            if not hasattr(model, "get_image_features"):
+                raise ScotInputError(f"{directory}: {type(model).__name__} is not an image-text dual encoder")
+            processor = AutoImageProcessor.from_pretrained(directory, local_files_only=True)
+            self._tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        except (OSError, ValueError) as exc:  # no config.json, an unknown model type, missing files
+            reason = " ".join(str(exc).split())[:300]
+            raise ScotInputError(f"{directory}: not a transformers image-text model folder ({reason})") from None
         self._fixed_length = model.config.model_type.startswith("siglip")
         self._max_length = min(
             model.config.text_config.max_position_embeddings, self._tokenizer.model_max_length

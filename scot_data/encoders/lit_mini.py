@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from open_clip.model import CustomTextCLIP, set_model_preprocess_cfg
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from timm.layers import freeze_batch_norm_2d
 from transformers import AutoTokenizer
@@ -146,9 +146,14 @@ def save_heads(path: str | Path, model: LitMiniCLIP, metadata: dict[str, str] | 
 
 def read_heads(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a heads file, checked for the expected format and keys."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        keys = set(handle.keys())
+    if not Path(path).is_file():
+        raise ScotInputError(f"{path}: no such heads file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            keys = set(handle.keys())
+    except SafetensorError:
+        raise ScotInputError(f"{path}: not a safetensors file") from None
     if metadata.get("format") != HEADS_FORMAT or keys != set(HEAD_KEYS):
         raise ScotInputError(
             f"{path}: not a lit-mini heads file (format {metadata.get('format')!r}, keys {sorted(keys)})"

@@ -8,6 +8,7 @@ is fetched from the model hub by open_clip on a connected machine; offline, pass
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from torchvision.transforms import Compose
 
 from scot_data.encoders.base import Encoder, EncoderIdentity, rgb_on_white, state_dict_sha256
+from scot_data.errors import ScotInputError
 
 
 def eval_transform(model: torch.nn.Module) -> Compose:
@@ -49,6 +51,21 @@ def _weights_description(pretrained: str | None, seed: int) -> str:
     return f"open_clip pretrained tag {pretrained!r}"
 
 
+def check_names(model_name: str, pretrained: str | None) -> None:
+    """An unknown architecture, or weights that are neither a file nor one of its pretrained
+    tags, named in one line before open_clip is asked (its own error lists every model)."""
+    if model_name.startswith(("hf-hub:", "local-dir:")):
+        return
+    if model_name not in open_clip.list_models():
+        raise ScotInputError(f"open_clip model {model_name!r}: unknown (see open_clip.list_models())")
+    if pretrained is None or Path(pretrained).is_file():
+        return
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained not in tags:
+        raise ScotInputError(f"open_clip:{model_name}@{pretrained}: neither a checkpoint file nor a "
+                             f"pretrained tag of {model_name} (tags: {', '.join(tags) or 'none'})")
+
+
 class OpenClipEncoder(Encoder):
     """An open_clip model, frozen, in eval mode."""
 
@@ -60,9 +77,16 @@ class OpenClipEncoder(Encoder):
         seed: int = 0,
     ) -> None:
         super().__init__(device)
+        check_names(model_name, pretrained)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # a random init is reproducible, so its identity is stable
-            model = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+            try:
+                model = open_clip.create_model(model_name, pretrained=pretrained, weights_only=True)
+            except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+                if pretrained is None or not Path(pretrained).is_file():
+                    raise
+                reason = " ".join(str(exc).split())[:300]
+                raise ScotInputError(f"{pretrained}: not a {model_name} checkpoint ({reason})") from None
         self._tokenizer = open_clip.get_tokenizer(model_name)
         self.image_transform = eval_transform(model)
         context = getattr(self._tokenizer, "context_length", None)

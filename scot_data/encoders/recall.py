@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from rich.progress import Progress
@@ -51,10 +52,16 @@ def text_to_image_recall(
     show_progress: bool = True,
 ) -> RecallReport:
     """Recall@1/5/10 (fractions) of captions retrieving their image among the table's images."""
+    if limit is not None and limit < 1:
+        raise ScotInputError(f"--limit {limit}: must be at least 1")
     path = Path(table)
     if not path.is_file():
         raise ScotInputError(f"{path}: no such caption table")
-    rows = pq.read_table(path, columns=["image_id", "image_uri", "caption"]).to_pylist()[:limit]
+    try:
+        rows = pq.read_table(path, columns=["image_id", "image_uri", "caption"]).to_pylist()[:limit]
+    except (pa.ArrowException, OSError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ScotInputError(f"{path}: not a caption table ({reason})") from None
     if not rows:
         raise ScotInputError(f"{path}: no rows")
     encoder = create_encoder(encoder_spec)

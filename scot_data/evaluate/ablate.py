@@ -124,7 +124,11 @@ def load_ablation(path: str | Path) -> AblationConfig:
     if not file.is_file():
         raise ScotInputError(f"ablation file not found: {file}")
     try:
-        return AblationConfig.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")))
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ScotInputError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    try:
+        return AblationConfig.model_validate(data)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(map(str, problem["loc"])) or "(top level)"

@@ -18,6 +18,7 @@ from PIL import Image
 
 from scot_data.captions.images import ImageError, decode, stable_reason
 from scot_data.combiner.checkpoint import load_combiner
+from scot_data.combiner.model import Combiner
 from scot_data.encoders import Encoder, create_encoder
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.retriever import Retriever
@@ -41,7 +42,10 @@ class SearchOutput:
 
 
 def gallery_encoder(gallery_dir: Path) -> dict:
-    return finished_manifest(gallery_dir, "embeddings", "--gallery")["encoder"]
+    manifest = finished_manifest(gallery_dir, "embeddings", "--gallery")
+    if not isinstance(manifest.get("encoder"), dict) or not {"spec", "key"} <= set(manifest["encoder"]):
+        raise ScotInputError(f"--gallery {gallery_dir}: its manifest.json names no encoder (not from scot embed)")
+    return manifest["encoder"]
 
 
 def query_image(image: Path) -> Image.Image:
@@ -63,13 +67,12 @@ def image_vector(encoder: Encoder, image: Path) -> torch.Tensor:
 
 
 def compose(
-    image: torch.Tensor | None, text: torch.Tensor | None, combiner_path: Path | None
+    image: torch.Tensor | None, text: torch.Tensor | None, combiner: Combiner | None
 ) -> tuple[str, torch.Tensor, float | None]:
     """The query vector, the method that made it, and the Combiner's lambda."""
     if image is not None and text is not None:
-        if combiner_path is None:
+        if combiner is None:
             return "sum", F.normalize(image + text, dim=-1), None
-        combiner = load_combiner(combiner_path).eval()
         with torch.no_grad():
             output = combiner(image, text)
         return "combiner", output.query, float(output.lam[0])
@@ -105,15 +108,20 @@ def search(
     """Embed the query with the gallery's encoder, compose it, return the top ``k``."""
     if k < 1:
         raise ScotInputError(f"-k/--top-k {k}: must be at least 1")
+    if image is None and not text:
+        raise ScotInputError("give --image, --text or both")
+    if image is not None and not Path(image).is_file():
+        raise ScotInputError(f"--image {image}: no such file")
     gallery = Path(gallery_dir)
     identity = gallery_encoder(gallery)
+    model = load_combiner(combiner).eval() if combiner is not None else None  # a bad file is named first
     encoder = create_encoder(encoder_spec or identity["spec"], device=device)
     if encoder.identity.key() != identity["key"]:
         raise ScotInputError(f"--gallery {gallery}: embedded with encoder key {identity['key']}, "
                              f"the query encoder has {encoder.identity.key()}")  # fmt: skip
     image_vec = image_vector(encoder, image) if image is not None else None
     text_vec = encoder.encode_texts([text]) if text else None
-    method, query, lam = compose(image_vec, text_vec, combiner)
+    method, query, lam = compose(image_vec, text_vec, model)
     result = Retriever.from_embeddings(gallery).search(query.numpy(), k)
     known = captions_of(gallery)
     hits = [Hit(rank + 1, image_id, float(score), *known.get(image_id, ("", "")))
