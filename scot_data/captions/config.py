@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_OPENCLIPART_ROOT = Path("/usr/share/openclipart/svg")
+# The slowest of the 8,121 openclipart drawings renders in about 11 s (16 s beside another worker).
+DEFAULT_RENDER_TIMEOUT_S = 60.0
 
 DEFAULT_KEYWORD_STOPLIST = (
     "action",
@@ -93,6 +95,12 @@ class OpenclipartCaptions(_CaptionsBase):
     input: Path = DEFAULT_OPENCLIPART_ROOT
     images: Path | None = Field(None, description="render cache for PNGs (default: <out>/images)")
     render_size: int = Field(224, ge=16)
+    render_timeout_s: float = Field(
+        DEFAULT_RENDER_TIMEOUT_S,
+        gt=0,
+        description="seconds one SVG may take to render before it is rejected (the render is killed);"
+        " changes no pixels, so not part of the stage fingerprint: parts already written keep their rejects",
+    )
     max_keywords: int = Field(3, ge=0)
     include_description: bool = True
     max_description_words: int = Field(16, ge=1)

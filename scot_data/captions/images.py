@@ -9,10 +9,11 @@ import io
 import re
 from pathlib import Path
 
-import cairosvg
 from PIL import Image
 
 from scot_data.atomic import atomic_path
+from scot_data.captions import svg_render
+from scot_data.captions.config import DEFAULT_RENDER_TIMEOUT_S
 from scot_data.captions.records import Candidate, CaptionRow, LocalImage, RemoteImage, SvgImage, TarMember
 
 WHITE = (255, 255, 255)
@@ -51,22 +52,24 @@ def read_tar_member(ref: TarMember) -> bytes:
     return data
 
 
-def _svg_to_png(svg_path: str, size: int) -> bytes:
-    """Render at ``size`` on the longer side, keeping the aspect ratio."""
-    png = cairosvg.svg2png(url=svg_path, output_width=size)
-    width, height = Image.open(io.BytesIO(png)).size
-    if height > width:
-        png = cairosvg.svg2png(url=svg_path, output_height=size)
-    return png
+def render_svg(svg_path: str, size: int, timeout_s: float = DEFAULT_RENDER_TIMEOUT_S) -> Image.Image:
+    """A ``size`` x ``size`` RGB image of the drawing, centred on white.
 
-
-def render_svg(svg_path: str, size: int) -> Image.Image:
-    """A ``size`` x ``size`` RGB image of the drawing, centred on white."""
+    cairo runs in a helper process (see ``svg_render``): an embedded image or a canvas over
+    Pillow's pixel limit is refused before cairo decodes or allocates it, and a render that
+    takes longer than ``timeout_s`` is killed; both become the reason, naming the file.
+    """
     try:
-        drawing = decode(_svg_to_png(svg_path, size), svg_path).convert("RGBA")
+        png = svg_render.render_png(svg_path, size, timeout_s)
+    except svg_render.Refused as exc:
+        raise ImageError(f"svg {svg_path}: {exc}") from exc
+    except svg_render.RenderFailed as exc:
+        raise ImageError(f"svg does not render: {stable_reason(exc)}") from exc
+    try:
+        drawing = decode(png, svg_path).convert("RGBA")
     except ImageError:
         raise
-    except Exception as exc:  # cairosvg raises many unrelated types on bad SVG
+    except Exception as exc:  # a PNG that decodes but does not convert
         raise ImageError(f"svg does not render: {type(exc).__name__}: {stable_reason(exc)}") from exc
     canvas = Image.new("RGB", (size, size), WHITE)
     offset = ((size - drawing.width) // 2, (size - drawing.height) // 2)
@@ -76,16 +79,21 @@ def render_svg(svg_path: str, size: int) -> Image.Image:
     return canvas
 
 
-def _rendered_uri(candidate: Candidate, ref: SvgImage, images_dir: Path, size: int) -> str:
+def _rendered_uri(candidate: Candidate, ref: SvgImage, images_dir: Path, size: int, timeout_s: float) -> str:
     target = images_dir / f"{candidate.image_id}-{size}.png"
     if not target.exists():
-        image = render_svg(ref.svg_path, size)
+        image = render_svg(ref.svg_path, size, timeout_s)
         with atomic_path(target) as tmp:
             image.save(tmp, format="PNG")
     return str(target.resolve())
 
 
-def image_uri(candidate: Candidate, images_dir: Path, render_size: int) -> str:
+def image_uri(
+    candidate: Candidate,
+    images_dir: Path,
+    render_size: int,
+    render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S,
+) -> str:
     """Check (or render) the candidate's image and return the URI the table records."""
     ref = candidate.image
     if isinstance(ref, LocalImage):
@@ -102,7 +110,7 @@ def image_uri(candidate: Candidate, images_dir: Path, render_size: int) -> str:
     if isinstance(ref, RemoteImage):
         return ref.url
     if isinstance(ref, SvgImage):
-        return _rendered_uri(candidate, ref, images_dir, render_size)
+        return _rendered_uri(candidate, ref, images_dir, render_size, render_timeout_s)
     raise TypeError(f"unknown image reference {ref!r}")
 
 

@@ -29,7 +29,7 @@ from rich.progress import Progress
 
 from scot_data import ids
 from scot_data.atomic import atomic_path, atomic_write_json, atomic_write_parquet
-from scot_data.captions.config import CaptionsConfig, OpenclipartCaptions
+from scot_data.captions.config import DEFAULT_RENDER_TIMEOUT_S, CaptionsConfig, OpenclipartCaptions
 from scot_data.captions.images import ImageError, image_uri, to_row
 from scot_data.captions.readers import READERS
 from scot_data.captions.records import (
@@ -41,6 +41,7 @@ from scot_data.captions.records import (
     rejects_to_table,
     rows_to_table,
 )
+from scot_data.captions.svg_render import close_helper
 from scot_data.manifest import InputRef, finished_summary, is_complete, stage_fingerprint, write_manifest
 from scot_data.outdir import writes_folder
 
@@ -51,8 +52,9 @@ REJECTS_FILE = "rejects.parquet"
 STATS_FILE = "stats.json"
 PARTS_DIR = "_parts"
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
-# Options that change how fast the stage runs, never what it writes.
-RUNTIME_ONLY_OPTIONS = {"workers"}
+# Options that change how fast the stage runs, never what it writes (a render timeout only
+# decides which pathological files are given up on: it changes no pixels).
+RUNTIME_ONLY_OPTIONS = {"workers", "render_timeout_s"}
 
 
 @dataclass
@@ -139,13 +141,16 @@ def plan_parts(candidates: list[Candidate], part_size: int, fingerprint: str, pa
 
 
 def process_part(
-    candidates: tuple[Candidate, ...], images: Path, render_size: int
+    candidates: tuple[Candidate, ...],
+    images: Path,
+    render_size: int,
+    render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S,
 ) -> tuple[list[CaptionRow], list[Reject]]:
     """Worker: check every candidate's image; runs in a worker process."""
     rows, rejects = [], []
     for candidate in candidates:
         try:
-            rows.append(to_row(candidate, image_uri(candidate, images, render_size)))
+            rows.append(to_row(candidate, image_uri(candidate, images, render_size, render_timeout_s)))
         except ImageError as exc:
             rejects.append(Reject(candidate.file, candidate.record, str(exc)))
     return rows, rejects
@@ -158,15 +163,27 @@ def write_part(part: Part, rows: list[CaptionRow], rejects: list[Reject]) -> Non
 
 
 def _results(
-    todo: list[Part], images: Path, render_size: int, workers: int
+    todo: list[Part],
+    images: Path,
+    render_size: int,
+    workers: int,
+    render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S,
 ) -> Iterator[tuple[Part, list[CaptionRow], list[Reject]]]:
-    """Run the worker over parts, in-process for one worker, else in a process pool."""
+    """Run the worker over parts, in-process for one worker, else in a process pool.
+
+    Each process renders SVGs through its own helper process (started on its first SVG);
+    a pool worker's helper ends with it, this process's is stopped here.
+    """
     if workers == 1 or len(todo) <= 1:
-        for part in todo:
-            yield (part, *process_part(part.candidates, images, render_size))
+        try:
+            for part in todo:
+                yield (part, *process_part(part.candidates, images, render_size, render_timeout_s))
+        finally:
+            close_helper()
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [(part, pool.submit(process_part, part.candidates, images, render_size)) for part in todo]
+        render = (images, render_size, render_timeout_s)
+        futures = [(part, pool.submit(process_part, part.candidates, *render)) for part in todo]
         for part, future in futures:
             yield (part, *future.result())
 
@@ -249,11 +266,14 @@ def ingest_captions(
     summary.parts, summary.parts_reused = len(parts), len(parts) - len(todo)
 
     render_size = getattr(cfg, "render_size", 0)
+    render_timeout_s = getattr(cfg, "render_timeout_s", DEFAULT_RENDER_TIMEOUT_S)
     with Progress(disable=not show_progress, transient=False) as progress:
         task = progress.add_task(
             f"captions ({cfg.format})", total=len(candidates), completed=sum(len(p.candidates) for p in parts if p.done())
         )
-        for part, rows, rejects in _results(todo, images_dir(cfg, out), render_size, cfg.workers):
+        for part, rows, rejects in _results(
+            todo, images_dir(cfg, out), render_size, cfg.workers, render_timeout_s
+        ):
             write_part(part, rows, rejects)
             progress.advance(task, len(part.candidates))
 
