@@ -21,7 +21,7 @@ SummaryT = TypeVar("SummaryT")
 from scot_data import __version__
 from scot_data.atomic import atomic_write_json
 from scot_data.errors import ScotInputError
-from scot_data.hashing import sha256_file, sha256_json_text, sha256_tree
+from scot_data.hashing import HASH_BELOW_BYTES, sha256_file, sha256_json_text, sha256_tree
 from scot_data.outdir import refuse_if_writing
 
 MANIFEST_NAME = "manifest.json"
@@ -134,8 +134,32 @@ def finished_manifest(directory: str | os.PathLike[str], stage: str, option: str
     elif manifest.get("stage") != stage:
         problem = f"it holds stage {manifest.get('stage')!r}"
     else:
+        check_outputs(path, manifest)
         return manifest
     raise ScotInputError(f"{shown}: not a finished {stage} directory ({problem})")
+
+
+_hashed: dict[Path, tuple[str, int, int]] = {}  # file -> (sha256, size, mtime) this process found sound
+
+
+def check_outputs(directory: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a finished folder whose files differ from its manifest (truncated, replaced, a
+    flipped byte): every file by size, those below ``HASH_BELOW_BYTES`` by sha256 unless this
+    process already hashed them unchanged (``scot verify`` hashes everything)."""
+    for name, meta in sorted(manifest.get("outputs", {}).items()):
+        path = directory / name
+        if not path.is_file():
+            raise ScotInputError(f"{path}: missing (listed in the manifest)")
+        stat = path.stat()
+        if stat.st_size != meta["bytes"]:
+            raise ScotInputError(
+                f"{path}: {stat.st_size} bytes, manifest says {meta['bytes']} (truncated or altered)"
+            )
+        state = (meta["sha256"], stat.st_size, stat.st_mtime_ns)
+        if stat.st_size < HASH_BELOW_BYTES and _hashed.get(path) != state:
+            if sha256_file(path) != meta["sha256"]:
+                raise ScotInputError(f"{path}: sha256 differs from the manifest (altered; run scot verify)")
+            _hashed[path] = state
 
 
 def finished_input(directory: str | os.PathLike[str], stage: str, option: str = "") -> InputRef:

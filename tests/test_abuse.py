@@ -166,12 +166,12 @@ def test_truncated_part_is_refused_by_the_training_view(cache: tuple[Path, Path]
 def test_large_parts_are_checked_by_size_only(
     cache: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scot_data.embed import view
+    from scot_data import manifest
 
     embeddings, triplets = cache
-    monkeypatch.setattr(view, "HASH_BELOW_BYTES", 100)  # every part counts as large ...
+    monkeypatch.setattr(manifest, "HASH_BELOW_BYTES", 100)  # every part counts as large ...
     monkeypatch.setattr(
-        view, "sha256_file", lambda path: pytest.fail(f"{path} re-hashed")
+        manifest, "sha256_file", lambda path: pytest.fail(f"{path} re-hashed")
     )  # ... so none is hashed
     assert len(load_training_view(embeddings, triplets)) == 32
     part = embeddings / "images" / PART

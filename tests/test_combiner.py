@@ -28,6 +28,7 @@ from scot_data.combiner.synthetic import write_synthetic_cache
 from scot_data.combiner.train import make_split, nearest_images, read_metrics
 from scot_data.embed.view import load_embeddings, load_training_view
 from scot_data.errors import ScotInputError
+from scot_data.manifest import describe_outputs, read_manifest
 from scot_data.outdir import LOCK_FILE
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
@@ -244,6 +245,9 @@ def _with_target_images(triplets: Path, out: Path, shift: int) -> tuple[Path, li
     targets = [order[(order.index(i) + shift) % len(order)] for i in table.column("image_id").to_pylist()]
     targets[0] = "no-such-image"
     pq.write_table(table.append_column(TARGET_IMAGE_COLUMN, pa.array(targets)), out / "triplets.parquet")
+    manifest = read_manifest(out)  # as the stage that wrote the column would record it
+    manifest["outputs"].update(describe_outputs(out, {"triplets.parquet": len(targets)}))
+    (out / "manifest.json").write_text(json.dumps(manifest))
     return out, targets
 
 

@@ -9,8 +9,9 @@ arrays there. Triplets whose image was rejected (or texts absent) are dropped an
 Triplets that name a target image (rendered scenes) also get ``target_v_index``.
 
 Bad data is refused with one line naming the file, never trained on: a part whose size (or,
-below ``HASH_BELOW_BYTES``, sha256) differs from the manifest, and any NaN/inf vector (one
-NaN in a batch makes every weight NaN while the run still "finishes").
+below ``hashing.HASH_BELOW_BYTES``, sha256) differs from the manifest
+(``manifest.finished_manifest``), and any NaN/inf vector (one NaN in a batch makes every
+weight NaN while the run still "finishes").
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 from scot_data.embed.records import text_id, to_matrix
 from scot_data.embed.stage import IMAGES_DIR, TEXTS_DIR, iter_parts
 from scot_data.errors import ScotInputError
-from scot_data.hashing import HASH_BELOW_BYTES, sha256_file
 from scot_data.manifest import finished_manifest, read_manifest
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
@@ -80,32 +79,6 @@ def _first_non_finite_row(matrix: np.ndarray) -> int | None:
         bad = ((bits[start : start + _CHECK_ROWS] & _FLOAT16_EXPONENT) == _FLOAT16_EXPONENT).any(axis=1)
         if bad.any():
             return start + int(np.argmax(bad))
-    return None
-
-
-def check_parts(embeddings_dir: str | Path) -> None:
-    """Refuse a Parquet part whose bytes differ from the manifest (truncated, or a flipped
-    byte ``scot verify`` would flag): by size always, by sha256 below ``HASH_BELOW_BYTES``."""
-    out = Path(embeddings_dir)
-    outputs = (read_manifest(out) or {}).get("outputs", {})
-    for kind in (IMAGES_DIR, TEXTS_DIR):
-        for path in iter_parts(out, kind):
-            problem = _part_problem(path, outputs.get(path.relative_to(out).as_posix()))
-            if problem:
-                raise ScotInputError(f"{path}: {problem}")
-
-
-def _part_problem(path: Path, meta: dict[str, Any] | None) -> str | None:
-    """What is wrong with one part against its manifest entry, or None."""
-    if meta is None:
-        return "not listed in the manifest's outputs"
-    if not path.is_file():
-        return "missing (listed in the manifest)"
-    size = path.stat().st_size
-    if size != meta["bytes"]:
-        return f"{size} bytes, manifest says {meta['bytes']} (truncated or altered)"
-    if size < HASH_BELOW_BYTES and sha256_file(path) != meta["sha256"]:
-        return "sha256 differs from the manifest (altered; run scot verify)"
     return None
 
 
@@ -165,7 +138,7 @@ def load_training_view(
         columns=["triplet_id", "image_id", "caption", "modification", "modified_caption"]
         + [TARGET_IMAGE_COLUMN] * has_targets,
     )
-    check_parts(embeddings_dir)
+    finished_manifest(embeddings_dir, "embeddings")  # every part checked against the manifest
     images = load_embeddings(embeddings_dir, IMAGES_DIR)
     texts = load_embeddings(embeddings_dir, TEXTS_DIR)
     v = images.index_of(table.column("image_id"))
