@@ -14,10 +14,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TMP_MARK = ".scot-tmp-"
 
@@ -72,6 +72,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 def atomic_write_parquet(path: str | os.PathLike[str], table: pa.Table, **options: Any) -> Path:
     """Write ``table`` as Parquet, atomically (``options`` go to ``pq.write_table``)."""
+    import pyarrow.parquet as pq  # here, so writing JSON does not load pyarrow
+
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **options)
     return Path(path)

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scot_data.captions.config import CaptionsConfig
-from scot_data.combiner.train import TrainConfig
+from scot_data.combiner.config import TrainConfig
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.registry import benchmark_names, get_benchmark
 from scot_data.triplets.config import TripletsConfig

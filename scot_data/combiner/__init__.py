@@ -2,24 +2,33 @@
 
 ``train_combiner(cfg, embeddings_dir, triplets_dir, out_dir)`` trains and checkpoints;
 ``load_combiner(path)`` reads the result. Benchmarks and their metrics live in
-``scot_data.evaluate``. No Prefect here.
+``scot_data.evaluate``. No Prefect here. The names below load on first use, so reading
+``scot_data.combiner.config`` (the spec and the CLI do) does not import torch.
 """
 
-from scot_data.combiner.checkpoint import load_combiner, save_combiner
-from scot_data.combiner.loss import LossConfig, ScotLoss
-from scot_data.combiner.model import Combiner, CombinerConfig, CombinerOutput, compose_queries
-from scot_data.combiner.train import TrainConfig, TrainSummary, train_combiner
+from __future__ import annotations
 
-__all__ = [
-    "Combiner",
-    "CombinerConfig",
-    "CombinerOutput",
-    "LossConfig",
-    "ScotLoss",
-    "TrainConfig",
-    "TrainSummary",
-    "compose_queries",
-    "load_combiner",
-    "save_combiner",
-    "train_combiner",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "load_combiner": "checkpoint",
+    "save_combiner": "checkpoint",
+    "LossConfig": "config",
+    "CombinerConfig": "config",
+    "TrainConfig": "config",
+    "ScotLoss": "loss",
+    "Combiner": "model",
+    "CombinerOutput": "model",
+    "compose_queries": "model",
+    "TrainSummary": "train",
+    "train_combiner": "train",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -15,20 +15,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-
-class LossConfig(BaseModel):
-    """Which negatives, which direction(s), and the temperature."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    temperature: float = Field(0.05, gt=0.0, description="initial (or fixed) softmax temperature")
-    learnable_temperature: bool = Field(False, description="learn log(1/temperature), CLIP-style")
-    caption_hard_negative: bool = Field(True, description="each query's own caption T as an extra negative")
-    batch_caption_negatives: bool = Field(False, description="every caption T of the batch as negatives")
-    symmetric: bool = Field(False, description="add the target -> query InfoNCE term and average")
+from scot_data.combiner.config import LossConfig
 
 
 class ScotLoss(nn.Module):

@@ -21,11 +21,10 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 from torch import nn
 
@@ -40,8 +39,9 @@ from scot_data.combiner.checkpoint import (
     save_checkpoint,
     save_combiner,
 )
-from scot_data.combiner.loss import LossConfig, ScotLoss
-from scot_data.combiner.model import QUERY_METHODS, Combiner, CombinerConfig
+from scot_data.combiner.config import TrainConfig
+from scot_data.combiner.loss import ScotLoss
+from scot_data.combiner.model import QUERY_METHODS, Combiner
 from scot_data.embed.view import TrainingView, load_training_view
 from scot_data.encoders.base import resolve_device
 from scot_data.errors import ScotInputError
@@ -60,42 +60,7 @@ STAGE = "combiner"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 COMBINER_FILE = FINAL_FILE
-# Options that change where or how fast training runs, never what it computes.
-RUNTIME_ONLY_OPTIONS = {"device", "checkpoint_every", "cpu_threads"}
 RNG_NOTE = "batch order from (seed, epoch), dropout from (seed, step): the step is the RNG state"
-
-
-class TrainConfig(BaseModel):
-    """Everything that determines the trained weights (plus the runtime-only options)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = 0
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(512, ge=2)
-    lr: float = Field(2e-4, gt=0.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="linear warm-up share of all steps")
-    grad_clip: float = Field(1.0, gt=0.0, description="max gradient L2 norm")
-    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of *images* held out")
-    max_triplets: int | None = Field(None, ge=1, description="training-set size ablation (seeded sample)")
-    target: Literal["text", "image", "rendered"] = Field(
-        "text",
-        description="text: T_u (the paper); image: the cache image nearest to T_u (reference excluded); "
-        "rendered: the triplet's own target image (synthetic scenes with target_image_id, a control)",
-    )
-    amp: bool = Field(True, description="bfloat16 autocast, on CUDA only")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
-    cpu_threads: int | None = Field(
-        1, ge=1, description="torch threads on CPU: the Combiner's small matmuls ran 40x slower on 2 OpenMP "
-        "threads of a shared 2-core machine than on 1 (None: torch's default)"
-    )  # fmt: skip
-    combiner: CombinerConfig = CombinerConfig()
-    loss: LossConfig = LossConfig()
-
-    def fingerprint_config(self) -> dict[str, Any]:
-        return self.model_dump(exclude=RUNTIME_ONLY_OPTIONS)
 
 
 @dataclass

@@ -4,36 +4,37 @@
 (``images/``, ``texts/``), WebDataset shards of row blocks (``wds/``), ``rejects.parquet``,
 ``stats.json`` and ``manifest.json`` last; ``load_training_view`` joins triplets to those
 rows; ``iter_wds_blocks`` streams the shards. No Prefect here (see ``flows/embed.py``).
+The names below load on first use, so reading ``scot_data.embed.config`` (the CLI does)
+does not import torch.
 """
 
-from scot_data.embed.config import EmbedConfig
-from scot_data.embed.records import text_id, to_matrix
-from scot_data.embed.shards import WdsBlock, iter_wds_blocks
-from scot_data.embed.stage import (
-    EmbedPlan,
-    EmbedSummary,
-    embed_images,
-    embed_stage,
-    embed_texts,
-    finish,
-    prepare,
-)
-from scot_data.embed.view import TrainingView, load_embeddings, load_training_view
+from __future__ import annotations
 
-__all__ = [
-    "EmbedConfig",
-    "EmbedPlan",
-    "EmbedSummary",
-    "TrainingView",
-    "WdsBlock",
-    "embed_images",
-    "embed_stage",
-    "embed_texts",
-    "finish",
-    "iter_wds_blocks",
-    "load_embeddings",
-    "load_training_view",
-    "prepare",
-    "text_id",
-    "to_matrix",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "EmbedConfig": "config",
+    "text_id": "records",
+    "to_matrix": "records",
+    "WdsBlock": "shards",
+    "iter_wds_blocks": "shards",
+    "EmbedPlan": "stage",
+    "EmbedSummary": "stage",
+    "embed_images": "stage",
+    "embed_stage": "stage",
+    "embed_texts": "stage",
+    "finish": "stage",
+    "prepare": "stage",
+    "TrainingView": "view",
+    "load_embeddings": "view",
+    "load_training_view": "view",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

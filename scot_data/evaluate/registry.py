@@ -21,6 +21,7 @@ from scot_data.errors import ScotInputError
 from scot_data.evaluate import circo, cirr, fashioniq
 from scot_data.evaluate.benchmark import Benchmark, Source
 from scot_data.evaluate.metrics import exclude_columns, first_target_ranks
+from scot_data.evaluate.names import BENCHMARK_NAMES
 
 Reader = Callable[[Source], list[Benchmark]]
 # (benchmark, scores as the protocol ranks them, 0-based rank of each query's first target)
@@ -105,6 +106,8 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
         ),
     )
 }  # fmt: skip
+if tuple(BENCHMARKS) != BENCHMARK_NAMES:  # the CLI's help lists names.py's tuple
+    raise RuntimeError(f"evaluate/names.py lists {BENCHMARK_NAMES}, the registry {tuple(BENCHMARKS)}")
 
 
 def benchmark_names() -> tuple[str, ...]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from scot_data.atomic import atomic_write_json
+from scot_data.errors import ServerError
+from scot_data.llm.config import DEFAULT_VENV
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_VENV = Path(os.environ.get("SCOT_VLLM_VENV", REPO_ROOT / ".venv-vllm"))
 DEFAULT_STATE_DIR = Path(os.environ.get("SCOT_STATE_DIR", Path.home() / ".cache" / "scot")) / "llm"
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 STATE_PREFIX = "vllm-"
@@ -40,10 +40,6 @@ OFFLINE_ENV = {
 
 # Loopback requests must not follow an http_proxy from the environment.
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class ServerError(RuntimeError):
-    """The server could not be started, died, or never became healthy."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from rich.progress import Progress
 
 from scot_data import ids
 from scot_data.atomic import atomic_write_json, atomic_write_parquet
-from scot_data.errors import ScotInputError
+from scot_data.errors import ScotInputError, StageIncomplete
 from scot_data.manifest import (
     InputRef,
     fingerprint_input,
@@ -61,10 +61,6 @@ PARTS_DIR = "parts"
 SUBFOLDERS = (PARTS_DIR,)
 # Options that change speed or robustness, never the answers.
 RUNTIME_ONLY_OPTIONS = {"endpoints", "serve", "concurrency", "timeout", "max_attempts", "retry_backoff", "batch_size"}
-
-
-class StageIncomplete(Exception):
-    """Some batches could not be answered; finished parts are kept and a re-run resumes."""
 
 
 @dataclass

@@ -1,0 +1,90 @@
+"""``scot captions``: ingest a collection, compose clip-art scenes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic import TypeAdapter
+
+from scot_data.captions.config import FORMATS, CaptionsConfig
+from scot_data.cli.common import FORCE_HELP, _out_folder, _validated, print_summary, reports_input_errors
+from scot_data.errors import ScotInputError
+
+captions_app = typer.Typer(help="The caption stage.", no_args_is_help=True)
+
+
+def _captions_config(values: dict[str, Any]) -> CaptionsConfig:
+    fmt = values.get("format")
+    if fmt not in FORMATS:
+        raise ScotInputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return _validated(TypeAdapter(CaptionsConfig), values)
+
+
+
+@captions_app.command("ingest")
+@reports_input_errors
+def captions_ingest(
+    format: str = typer.Option(..., "--format", help="coco | wds | table | openclipart"),
+    input: str = typer.Option(..., "--input", help="captions file, tar pattern, table, or SVG folder"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    images: Optional[Path] = typer.Option(None, "--images", help="image folder (coco, table) or render cache"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="keep a seeded sample of N captions"),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(2, "--workers", help="image-checking processes"),
+    part_size: int = typer.Option(512, "--part-size", help="captions per resumable part"),
+    holdout: float = typer.Option(0.0, "--holdout", help="share of images kept out for a benchmark"),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="table format only"),
+    caption_column: Optional[str] = typer.Option(None, "--caption-column", help="table format only"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Read an image-caption collection into captions.parquet + rejects.parquet + manifest.json."""
+    from scot_data.captions.ingest import ingest_captions
+
+
+    config = _captions_config(
+        {
+            "format": format,
+            "input": input,
+            "images": images,
+            "limit": limit,
+            "seed": seed,
+            "workers": workers,
+            "part_size": part_size,
+            "holdout": holdout,
+            "image_column": image_column,
+            "caption_column": caption_column,
+        }
+    )
+    summary = ingest_captions(config, _out_folder(out), show_progress=progress, force=force)
+    print_summary(f"captions -> {out}", summary.__dict__)
+
+
+@captions_app.command("scenes")
+@reports_input_errors
+def captions_scenes(
+    captions: Path = typer.Option(..., "--captions", help="a finished clip-art caption directory (training objects)"),
+    out: Path = typer.Option(..., "--out", help="writes OUT/captions and OUT/triplets"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    count: int = typer.Option(4000, "--count", help="reference scenes"),
+    edits_per_scene: int = typer.Option(1, "--edits-per-scene", help="template triplets per scene"),
+    render_targets: bool = typer.Option(
+        False, "--render-targets", help="render target scenes too (a control)"
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Compose training clip-art objects into captioned scenes, with template edits of each."""
+    from scot_data.captions.scenes import ScenesConfig, build_scenes
+    from scot_data.manifest import finished_manifest
+
+    config = _validated(
+        TypeAdapter(ScenesConfig),
+        {"count": count, "edits_per_scene": edits_per_scene, "render_targets": render_targets, "seed": seed},
+    )
+    finished_manifest(captions, "captions", "--captions")
+    summary = build_scenes(captions, _out_folder(out), config, show_progress=progress, force=force)
+    print_summary(f"scenes -> {out}", asdict(summary))
