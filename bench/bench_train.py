@@ -33,7 +33,7 @@ from scot_data.combiner.train import (
     resolve_device,
     split_rows,
 )
-from scot_data.embed.view import load_training_view
+from scot_data.combiner.view import load_training_view
 
 
 def _sync(device: torch.device) -> None:

@@ -30,7 +30,6 @@ from prefect import flow, get_run_logger, task
 
 from flows.runners import RunnerKind, add_runner_arguments, on_runner, runner_options
 from scot_data.embed.config import EmbedConfig
-from scot_data.embed.images import ImageItem
 from scot_data.embed.stage import (
     STAGE,
     SUBFOLDERS,
@@ -41,6 +40,7 @@ from scot_data.embed.stage import (
     finish,
     prepare,
 )
+from scot_data.images import ImageItem
 from scot_data.manifest import read_manifest
 from scot_data.outdir import stage_folder
 

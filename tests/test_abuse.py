@@ -26,13 +26,14 @@ from scot_data.combiner import train as train_module
 from scot_data.combiner.checkpoint import latest_checkpoint
 from scot_data.combiner.synthetic import PART, write_synthetic_cache
 from scot_data.combiner.train import TrainConfig, train_combiner
+from scot_data.combiner.view import load_training_view
 from scot_data.embed import shards as shards_module
-from scot_data.embed.images import ImageDataset, ImageItem
 from scot_data.embed.records import PARQUET_OPTIONS, to_column, to_matrix
 from scot_data.embed.shards import block_json, iter_wds_blocks, npy_bytes
-from scot_data.embed.view import load_embeddings, load_training_view
+from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.retriever import Retriever
+from scot_data.images import ImageDataset, ImageItem
 from scot_data.manifest import read_manifest, write_manifest
 from scot_data.outdir import holds, stage_folder
 from scot_data.verify import verify

@@ -14,21 +14,17 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw
 
+from scot_data.clipart.config import KINDS, ClipartBenchConfig
+from scot_data.clipart.names import article, is_usable_name, normalise_name, word_vocabulary
+from scot_data.clipart.scene import ClipartObject
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.cirr import read_split
 from scot_data.evaluate.clipart import (
-    KINDS,
-    ClipartBenchConfig,
-    ClipartObject,
-    article,
     build_clipart_benchmark,
     candidate_drawings,
-    is_usable_name,
-    normalise_name,
     plan_queries,
     split_objects,
     training_names,
-    word_vocabulary,
 )
 
 FILLS = (

@@ -26,7 +26,8 @@ from scot_data.combiner import (
 )
 from scot_data.combiner.synthetic import write_synthetic_cache
 from scot_data.combiner.train import make_split, nearest_images, read_metrics
-from scot_data.embed.view import load_embeddings, load_training_view
+from scot_data.combiner.view import load_training_view
+from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
 from scot_data.manifest import describe_outputs, read_manifest
 from scot_data.outdir import LOCK_FILE

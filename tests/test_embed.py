@@ -27,7 +27,8 @@ from PIL import Image
 
 from scot_data import ids
 from scot_data.captions.records import CAPTIONS_SCHEMA
-from scot_data.embed import EmbedConfig, embed_stage, iter_wds_blocks, load_training_view, text_id
+from scot_data.combiner.view import load_training_view
+from scot_data.embed import EmbedConfig, embed_stage, iter_wds_blocks, text_id
 from scot_data.embed import stage as embed_module
 from scot_data.embed.records import to_matrix
 from scot_data.embed.shards import plan_shards

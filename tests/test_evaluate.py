@@ -424,7 +424,7 @@ def test_target_captions_give_the_target_caption_row(tiny_spec, tmp_path):
 
 
 def test_encoder_recall_on_a_caption_table(tiny_spec, tmp_path):
-    from scot_data.encoders.recall import text_to_image_recall
+    from scot_data.evaluate.recall import text_to_image_recall
     from tests.test_embed import _write_captions, caption_rows
 
     rows = caption_rows(tmp_path / "src", 1, 12, tar_every=100)

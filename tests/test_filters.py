@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 from scot_data import ids
 from scot_data.atomic import TMP_MARK
 from scot_data.cli import app
+from scot_data.combiner.view import load_training_view
 from scot_data.embed.records import images_schema, text_id, texts_schema, to_column
-from scot_data.embed.view import load_training_view
 from scot_data.errors import ScotInputError
 from scot_data.manifest import read_manifest, write_manifest
 from scot_data.triplets.filters import (

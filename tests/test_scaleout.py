@@ -42,7 +42,7 @@ def test_on_runner_swaps_only_the_task_runner() -> None:
 
 def test_shard_rows_are_disjoint_contiguous_and_cover_every_image() -> None:
     from flows.embed import shard_rows
-    from scot_data.embed.images import ImageItem
+    from scot_data.images import ImageItem
 
     items = [ImageItem(f"i{row}", f"/img/{row}.png", row) for row in (0, 2, 3, 7, 8, 9, 15)]
     ranges = shard_rows(items, 3)

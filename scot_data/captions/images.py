@@ -5,8 +5,6 @@ Runs in worker processes, so everything here is a plain function of picklable re
 
 from __future__ import annotations
 
-import io
-import re
 from pathlib import Path
 
 from PIL import Image
@@ -15,41 +13,9 @@ from scot_data.atomic import atomic_path
 from scot_data.captions import svg_render
 from scot_data.captions.config import DEFAULT_RENDER_TIMEOUT_S
 from scot_data.captions.records import Candidate, CaptionRow, LocalImage, RemoteImage, SvgImage, TarMember
+from scot_data.images import ImageError, decode, read_tar_member, stable_reason
 
 WHITE = (255, 255, 255)
-# PIL names the stream it read, e.g. "<_io.BytesIO object at 0x7f...>": an address that
-# changes per run, so a reason holding it would make the rejects table nondeterministic.
-_OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
-
-
-class ImageError(Exception):
-    """The image of a candidate cannot be used; the message is the reject reason."""
-
-
-def stable_reason(exc: BaseException) -> str:
-    """An exception's message without object addresses, so the same input gives the same reason."""
-    return _OBJECT_REPR.sub("", str(exc))
-
-
-def decode(data: bytes, name: str) -> Image.Image:
-    """Fully decode image bytes (``verify`` alone misses truncated pixel data); ``name`` (the
-    file or URI the bytes came from) goes into the reason, PIL's stream repr does not."""
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"image does not decode: {name}: {stable_reason(exc)}") from exc
-    return image
-
-
-def read_tar_member(ref: TarMember) -> bytes:
-    """Read one member's bytes by offset; a short read means a truncated shard."""
-    with open(ref.tar_path, "rb") as handle:
-        handle.seek(ref.offset)
-        data = handle.read(ref.size)
-    if len(data) != ref.size:
-        raise ImageError(f"tar member {ref.member} is truncated ({len(data)} of {ref.size} bytes)")
-    return data
 
 
 def render_svg(svg_path: str, size: int, timeout_s: float = DEFAULT_RENDER_TIMEOUT_S) -> Image.Image:

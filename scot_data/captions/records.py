@@ -11,22 +11,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from scot_data.images import TarMember
+
 
 @dataclass(frozen=True)
 class LocalImage:
     """An image file on a local filesystem."""
 
     path: str
-
-
-@dataclass(frozen=True)
-class TarMember:
-    """An image stored in a tar shard, located by byte offset so a worker can read it alone."""
-
-    tar_path: str
-    member: str
-    offset: int
-    size: int
 
 
 @dataclass(frozen=True)

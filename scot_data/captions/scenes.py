@@ -21,8 +21,8 @@ is not the paper's method (which has no target image) but its control: the Combi
 trained towards the target *image* (``train.target: rendered``) measures how much the
 text-space target costs.
 
-The renderer is the benchmark's (``scot_data.evaluate.clipart``), so training and test
-scenes share their look but no object.
+The scene kit, renderer and edits are the benchmark's (``scot_data.clipart``), so training
+and test scenes share their look but no object.
 """
 
 from __future__ import annotations
@@ -45,23 +45,12 @@ from scot_data.atomic import (
 )
 from scot_data.captions.ingest import CAPTIONS_FILE, PARQUET_OPTIONS, REJECTS_FILE, STATS_FILE
 from scot_data.captions.records import CAPTIONS_SCHEMA, REJECTS_SCHEMA
+from scot_data.clipart.config import KINDS, ClipartBenchConfig, EditKind
+from scot_data.clipart.cutout import load_cutout
+from scot_data.clipart.edits import apply_edit
+from scot_data.clipart.names import article, is_usable_name, normalise_name, word_vocabulary
+from scot_data.clipart.scene import ClipartObject, Placed, Scene, png_bytes, render_scene, scene_caption
 from scot_data.errors import ScotInputError
-from scot_data.evaluate.clipart import (
-    KINDS,
-    ClipartBenchConfig,
-    ClipartObject,
-    EditKind,
-    Placed,
-    Scene,
-    article,
-    is_usable_name,
-    load_cutout,
-    normalise_name,
-    png_bytes,
-    render_scene,
-    scene_caption,
-    word_vocabulary,
-)
 from scot_data.manifest import (
     fingerprint_input,
     finished_summary,
@@ -158,21 +147,6 @@ def _words_overlap(objs: list[ClipartObject]) -> bool:
     return sum(map(len, words)) != len(set().union(*words))
 
 
-def _apply(reference: Scene, kind: EditKind, i: int, added: ClipartObject, y: str) -> Scene:
-    """The scene ``kind`` makes of ``reference``: its item ``i`` replaced by ``added``,
-    recoloured ``y`` or removed; ``added`` appended; or the background set to ``y``."""
-    changed = list(reference.items)
-    if kind == "replace":
-        changed[i] = Placed(added)
-    elif kind == "recolour":
-        changed[i] = Placed(changed[i].obj, y)
-    elif kind == "remove":
-        del changed[i]
-    elif kind == "add":
-        changed.append(Placed(added))
-    return Scene(tuple(changed), y if kind == "background" else reference.background)
-
-
 def _edit(kind: EditKind, rng: random.Random, objs: list[ClipartObject], palette: list[str],
           background_share: float) -> SceneTriplet:  # fmt: skip
     """One scene edit of ``kind``: objects A, B, C and colours X (reference), Y (new). The
@@ -191,7 +165,7 @@ def _edit(kind: EditKind, rng: random.Random, objs: list[ClipartObject], palette
     }
     two = kind in ("replace", "remove")
     reference = Scene((Placed(a), Placed(b)) if two else (Placed(a),), backdrop)
-    target = _apply(reference, kind, len(reference.items) - 1, c if kind == "replace" else b, y)
+    target = apply_edit(reference, kind, len(reference.items) - 1, c if kind == "replace" else b, y)
     return SceneTriplet(kind, reference, target, phrasing.format(**fields))
 
 
@@ -239,7 +213,7 @@ def _edit_of(reference: Scene, kind: EditKind, rng: random.Random, objects: list
               "a_b": article(added.name), "a_c": article(added.name), "y": y, "a_y": article(y)}  # fmt: skip
     phrasings = TWO_OBJECT_RECOLOUR if kind == "recolour" and kept else TRAIN_PHRASINGS[kind]
     text = rng.choice(phrasings).format(**fields)
-    return SceneTriplet(kind, reference, _apply(reference, kind, i, added, y), text)
+    return SceneTriplet(kind, reference, apply_edit(reference, kind, i, added, y), text)
 
 
 def further_edits(first: SceneTriplet, cfg: ScenesConfig, objects: list[ClipartObject],

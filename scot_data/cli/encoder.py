@@ -58,7 +58,7 @@ def encoder_recall(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Text -> image Recall@1/5/10 of each encoder on a caption table (beside chance)."""
-    from scot_data.encoders.recall import text_to_image_recall
+    from scot_data.evaluate.recall import text_to_image_recall
 
     shown = Table(title=f"text -> image recall on {table}")
     for column in ("encoder", "captions", "images", "R@1", "R@5", "R@10", "chance R@10"):

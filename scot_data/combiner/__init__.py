@@ -23,6 +23,8 @@ _HOMES = {
     "compose_queries": "model",
     "TrainSummary": "train",
     "train_combiner": "train",
+    "TrainingView": "view",
+    "load_training_view": "view",
 }
 
 __all__ = sorted(_HOMES)

@@ -42,7 +42,7 @@ from scot_data.combiner.checkpoint import (
 from scot_data.combiner.config import TrainConfig
 from scot_data.combiner.loss import ScotLoss
 from scot_data.combiner.model import QUERY_METHODS, Combiner
-from scot_data.embed.view import TrainingView, load_training_view
+from scot_data.combiner.view import TrainingView, load_training_view
 from scot_data.encoders.base import resolve_device
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (

@@ -2,8 +2,9 @@
 
 ``embed_stage(cfg, captions_dir, triplets_dir, out_dir)`` writes Parquet parts
 (``images/``, ``texts/``), WebDataset shards of row blocks (``wds/``), ``rejects.parquet``,
-``stats.json`` and ``manifest.json`` last; ``load_training_view`` joins triplets to those
-rows; ``iter_wds_blocks`` streams the shards. No Prefect here (see ``flows/embed.py``).
+``stats.json`` and ``manifest.json`` last; ``load_embeddings`` reads those rows back (the
+Combiner's ``load_training_view`` joins triplets to them); ``iter_wds_blocks`` streams the
+shards. No Prefect here (see ``flows/embed.py``).
 The names below load on first use, so reading ``scot_data.embed.config`` (the CLI does)
 does not import torch.
 """
@@ -26,9 +27,8 @@ _HOMES = {
     "embed_texts": "stage",
     "finish": "stage",
     "prepare": "stage",
-    "TrainingView": "view",
+    "Embeddings": "view",
     "load_embeddings": "view",
-    "load_training_view": "view",
 }
 
 __all__ = sorted(_HOMES)

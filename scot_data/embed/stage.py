@@ -43,7 +43,6 @@ from scot_data.atomic import (
     atomic_write_parquet,
 )
 from scot_data.embed.config import RUNTIME_ONLY_OPTIONS, EmbedConfig
-from scot_data.embed.images import TAR_SCHEME, ImageDataset, ImageItem, collate, index_tars
 from scot_data.embed.records import (
     PARQUET_OPTIONS,
     REJECTS_SCHEMA,
@@ -56,6 +55,7 @@ from scot_data.embed.records import (
 )
 from scot_data.embed.shards import ShardPlan, json_cost, plan_shards, write_shard
 from scot_data.encoders import Encoder, EncoderSpec, create_encoder, resolve_device
+from scot_data.images import TAR_SCHEME, ImageDataset, ImageItem, collate, index_tars
 from scot_data.manifest import (
     MANIFEST_NAME,
     InputRef,

@@ -31,19 +31,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from scot_data import ids
 from scot_data.atomic import atomic_path, atomic_write_bytes, atomic_write_json
-from scot_data.encoders.base import ImageTransform
 from scot_data.encoders.lit_mini import LitMiniCLIP, LitMiniEncoder, heads_state_dict, save_heads
 from scot_data.errors import ScotInputError
+from scot_data.images import ImageDataset, ImageItem, collate
 from scot_data.manifest import (
     InputRef,
     fingerprint_input,
@@ -177,33 +176,6 @@ def pairs_digest(pairs: Sequence[CaptionPair]) -> str:
 # ------------------------------------------------------------------- tower features
 
 
-class _ImageFiles(Dataset):
-    """Decodes and transforms images in DataLoader workers; a bad file yields its error."""
-
-    def __init__(self, paths: Sequence[str], transform: ImageTransform) -> None:
-        self.paths = list(paths)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
-        try:
-            with Image.open(self.paths[index]) as image:
-                return index, self.transform(image), ""
-        except Exception as exc:  # noqa: BLE001 - PIL and transforms raise many types for broken files
-            return index, None, f"{type(exc).__name__}: {exc}"
-
-
-def _collate(
-    batch: list[tuple[int, torch.Tensor | None, str]],
-) -> tuple[list[int], torch.Tensor | None, dict[int, str]]:
-    good = [(i, x) for i, x, _ in batch if x is not None]
-    failed = {i: error for i, x, error in batch if x is None}
-    pixels = torch.stack([x for _, x in good]) if good else None
-    return [i for i, _ in good], pixels, failed
-
-
 @dataclass
 class TowerFeatures:
     """Pooled tower features of the distinct images and captions, in input order."""
@@ -220,21 +192,23 @@ class TowerFeatures:
 def _extract_images(
     encoder: LitMiniEncoder, paths: Sequence[str], config: FitLitConfig, progress: Progress
 ) -> tuple[torch.Tensor, dict[int, str]]:
+    items = [ImageItem(str(i), path, i) for i, path in enumerate(paths)]
     loader = DataLoader(
-        _ImageFiles(paths, encoder.image_transform),
+        ImageDataset(items, encoder.image_transform),
         batch_size=config.image_batch_size,
         num_workers=config.num_workers,
-        collate_fn=_collate,
+        collate_fn=collate,
         pin_memory=encoder.on_gpu,
     )
     features = torch.zeros(len(paths), encoder.model.visual.trunk.num_features)
     failed: dict[int, str] = {}
     task = progress.add_task("image tower", total=len(paths))
-    for indices, pixels, batch_failed in loader:
-        if pixels is not None:
-            features[indices] = encoder.image_tower_features(pixels)
-        failed.update(batch_failed)
-        progress.advance(task, len(indices) + len(batch_failed))
+    for batch in loader:
+        indices = batch["indices"]
+        if batch["pixels"] is not None:
+            features[indices] = encoder.image_tower_features(batch["pixels"])
+        failed.update(batch["failed"])
+        progress.advance(task, len(indices) + len(batch["failed"]))
     return features, failed
 
 

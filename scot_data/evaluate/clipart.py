@@ -27,28 +27,40 @@ killed build resumes; ``manifest.json`` is written last.
 
 from __future__ import annotations
 
-import json
 import random
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from io import BytesIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageColor, ImageFilter, ImageOps
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import Progress
 
 from scot_data import ids
 from scot_data.atomic import atomic_write_bytes, atomic_write_json
 from scot_data.captions.ingest import CAPTIONS_FILE, HOLDOUT_FILE
 from scot_data.captions.records import CAPTIONS_SCHEMA
+from scot_data.clipart.config import (
+    COLOURS_PER_QUERY,
+    OBJECTS_PER_QUERY,
+    RENDER_VERSION,
+    ClipartBenchConfig,
+    EditKind,
+)
+from scot_data.clipart.cutout import Cutout, load_cutout
+from scot_data.clipart.edits import apply_edit
+from scot_data.clipart.names import article, is_usable_name, normalise_name, word_vocabulary
+from scot_data.clipart.scene import (
+    IMAGE_PREFIX,
+    ClipartObject,
+    Placed,
+    Scene,
+    png_bytes,
+    render_scene,
+    scene_caption,
+)
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.cirr import read_split
 from scot_data.manifest import (
@@ -65,68 +77,13 @@ from scot_data.outdir import writes_folder
 STAGE = "benchmark"
 STATS_FILE = "stats.json"
 IMAGES_DIR = "images"
-IMAGE_PREFIX = "clipart-"
 _MISSING_HINTS = {
     HOLDOUT_FILE: "build the captions with captions.holdout > 0 so some images are held out of training",
     CAPTIONS_FILE: "the benchmark needs the training captions to leave their object names out",
 }
-# Bump when rendering changes: it is part of every image name, so old images are not reused.
-RENDER_VERSION = "1"
 
-EditKind = Literal["replace", "add", "remove", "background", "recolour"]
-KINDS: tuple[EditKind, ...] = ("replace", "add", "remove", "background", "recolour")
-# Hard negatives built per query (see _edit); ``distractors`` takes the first ones.
-HARD_NEGATIVES = 4
-# Distinct objects and colours one query draws (A..E; background needs X, Y, Z, W).
-OBJECTS_PER_QUERY = 5
-COLOURS_PER_QUERY = 4
 # Draws allowed per wanted query before giving up (repeated reference/target pairs are redrawn).
 DRAWS_PER_QUERY = 50
-
-# A pixel is ink when its darkest channel is below this (anti-aliased paper stays paper).
-WHITE_LEVEL = 235
-# Drawings with less ink than this share of the canvas are nearly blank.
-MIN_INK_SHARE = 0.02
-# Drawings with more ink than this share of the canvas are pictures, not objects on paper.
-MAX_INK_SHARE = 0.85
-# Drawings filling more than this share of their own bounding box are panels (a filled
-# rectangle behind the object): they composite as a box, not as the object.
-MAX_BOX_FILL = 0.97
-# Softening of the cut-out's edge (pixels), so composited edges are not jagged.
-FEATHER_RADIUS = 0.6
-# Box an object is fitted into, as shares of the canvas (width, height): a single object,
-# and each of two objects side by side (centred near a quarter and three quarters).
-SINGLE_BOX = (0.72, 0.72)
-PAIR_BOX = (0.44, 0.62)
-PAIR_CENTRES = (0.26, 0.74)
-# A tint maps the drawing's grey levels black -> colour * TINT_SHADE, mid -> colour,
-# white -> colour blended TINT_LIGHT of the way to white: dark lines stay dark, the hue wins.
-TINT_SHADE = 0.55
-TINT_LIGHT = 0.5
-
-DEFAULT_COLOURS: dict[str, str] = {
-    "red": "#d62020",
-    "orange": "#f57c0a",
-    "yellow": "#f5d000",
-    "green": "#22a03a",
-    "blue": "#1f4fd6",
-    "purple": "#7b2fb0",
-    "pink": "#f06eb4",
-    "brown": "#7a4a1e",
-}
-MIN_COLOURS = COLOURS_PER_QUERY
-# val chooses every setting, test reports: disjoint objects, so test stays out of sample.
-DEFAULT_SPLITS = {"val": 0.4, "test": 0.6}
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
-
-_NAME = re.compile(r"[a-z]+(?: [a-z]+)*")
-_SPACES = re.compile(r"\s+")
-_LEADING_ARTICLE = re.compile(r"^(?:a|an|the) (?=\S)")
-# Plural endings: a name like "dead frogs" is several objects and reads badly after "a".
-_SINGULAR_S_ENDINGS = ("ss", "us", "is", "ous")
-# First letters and prefixes for "a" or "an" (spelling, not sound, except these).
-_AN_PREFIXES_OVERRIDE = ("hour", "honest", "heir")
-_A_PREFIXES_OVERRIDE = ("uni", "use", "usu", "eu", "one", "once")
 
 PHRASINGS: dict[EditKind, tuple[str, ...]] = {
     "replace": ("replace the {b} with {a_c}", "change the {b} into {a_c}", "swap the {b} for {a_c}"),
@@ -137,69 +94,6 @@ PHRASINGS: dict[EditKind, tuple[str, ...]] = {
 }
 
 
-class ClipartBenchConfig(BaseModel):
-    """What the clip-art benchmark holds; every field is part of its fingerprint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    splits: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_SPLITS),
-        description="split name -> share of the unseen objects (val: choose settings, test: report)",
-    )
-    queries_per_kind: int = Field(100, ge=1, description="queries of each edit kind, in each split")
-    distractors: int = Field(
-        4, ge=1, le=HARD_NEGATIVES, description="hard negatives per query (CIRR sets: reference + target + 4)"
-    )
-    image_size: int = Field(224, ge=32, description="side of the square gallery images, pixels")
-    seed: int = Field(0, description="seed of the object choice, the queries and the member order")
-    kinds: tuple[EditKind, ...] = Field(KINDS, min_length=1, description="edit kinds to build")
-    max_name_words: int = Field(3, ge=1, description="longest object name used, in words")
-    known_words: bool = Field(True, description="only names whose words the text tower's vocabulary holds")
-    min_objects: int = Field(
-        20, ge=OBJECTS_PER_QUERY, description="fewest usable unseen objects each split accepts"
-    )
-    colours: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_COLOURS),
-        description="named colours (name -> '#rrggbb') for backgrounds and tints; keep them far apart",
-    )
-
-    @field_validator("kinds")
-    @classmethod
-    def _distinct_kinds(cls, kinds: tuple[EditKind, ...]) -> tuple[EditKind, ...]:
-        if len(set(kinds)) != len(kinds):
-            raise ValueError("kinds must be distinct")
-        return kinds
-
-    @field_validator("splits")
-    @classmethod
-    def _valid_splits(cls, splits: dict[str, float]) -> dict[str, float]:
-        if not splits:
-            raise ValueError("need at least one split")
-        for name, share in splits.items():
-            if not _SPLIT_NAME.fullmatch(name) or share <= 0:
-                raise ValueError(f"split {name!r}: a name of letters, digits, _ or -, and a share above 0")
-        return splits
-
-    @field_validator("colours")
-    @classmethod
-    def _valid_colours(cls, colours: dict[str, str]) -> dict[str, str]:
-        if len(colours) < MIN_COLOURS:
-            raise ValueError(f"need at least {MIN_COLOURS} colours")
-        for name, value in colours.items():
-            if not _NAME.fullmatch(name):
-                raise ValueError(f"colour name {name!r}: lower-case words only")
-            ImageColor.getrgb(value)
-        return colours
-
-    def render_config(self) -> dict[str, Any]:
-        """What decides a scene's pixels (size, palette, renderer): scene builds reuse the look
-        and are fingerprinted by this alone, not by how many queries a benchmark draws."""
-        return {"image_size": self.image_size, "colours": self.colours, "render_version": RENDER_VERSION}
-
-    def rgb(self, colour: str) -> tuple[int, int, int]:
-        """The (r, g, b) of a named colour of the palette."""
-        red, green, blue = ImageColor.getrgb(self.colours[colour])[:3]
-        return red, green, blue
 
 
 @dataclass
@@ -217,47 +111,12 @@ class ClipartBenchSummary:
     skipped: bool = False
 
 
-@dataclass(frozen=True)
-class ClipartObject:
-    """One unseen object: the drawing chosen for its name."""
-
-    name: str
-    image_id: str
-    image_uri: str
 
 
-@dataclass(frozen=True)
-class Cutout:
-    """An object cropped to its ink, with its mask (interior white parts count as object)."""
-
-    rgb: Image.Image
-    mask: Image.Image
 
 
-@dataclass(frozen=True)
-class Placed:
-    """An object in a scene, optionally tinted to a named colour."""
-
-    obj: ClipartObject
-    tint: str | None = None
 
 
-@dataclass(frozen=True)
-class Scene:
-    """A gallery image: one or two objects (left to right) on white or a named colour."""
-
-    items: tuple[Placed, ...]
-    background: str | None = None
-
-    def name(self, cfg: ClipartBenchConfig) -> str:
-        """A name that is a hash of everything that decides the pixels."""
-        key = {
-            "render": RENDER_VERSION,
-            "size": cfg.image_size,
-            "background": cfg.colours[self.background] if self.background else None,
-            "items": [[p.obj.image_id, cfg.colours[p.tint] if p.tint else None] for p in self.items],
-        }
-        return IMAGE_PREFIX + ids.stable_id("clipart-scene", json.dumps(key, sort_keys=True))
 
 
 @dataclass(frozen=True)
@@ -271,41 +130,12 @@ class PlannedQuery:
     distractors: tuple[Scene, ...]
 
 
-def normalise_name(caption: str) -> str:
-    """The object name of a clip-art caption: the text before " (" and ". ", lower case,
-    without a leading article (the texts add their own)."""
-    head = caption.split(" (", 1)[0].split(". ", 1)[0]
-    return _LEADING_ARTICLE.sub("", _SPACES.sub(" ", head.lower()).strip())
 
 
-def is_usable_name(name: str, max_words: int, vocabulary: frozenset[str] | None = None) -> bool:
-    """1..max_words alphabetic words, not plural-looking (the texts put "a"/"the" before it),
-    and, given a ``vocabulary``, every word of at least three letters found in it."""
-    if not _NAME.fullmatch(name) or len(name.split()) > max_words:
-        return False
-    if vocabulary is not None and not all(len(w) >= 3 and w in vocabulary for w in name.split()):
-        return False
-    return not (name.endswith("s") and not name.endswith(_SINGULAR_S_ENDINGS))
 
 
-@lru_cache(maxsize=1)
-def word_vocabulary() -> frozenset[str]:
-    """Whole words of the MiniLM tokenizer (30k word pieces, English): a name made of them is
-    one the text tower knows, unlike file-name debris ("kgoldrunner", "rpswb") or Italian
-    titles ("scolapasta e pentola") that openclipart has many of."""
-    from scot_data.encoders.package_data import minilm_dir
-
-    words = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").split()
-    return frozenset(w for w in words if w.isalpha() and w.islower())
 
 
-def article(phrase: str) -> str:
-    """``phrase`` with "a" or "an" in front."""
-    if phrase.startswith(_AN_PREFIXES_OVERRIDE):
-        return f"an {phrase}"
-    if phrase.startswith(_A_PREFIXES_OVERRIDE):
-        return f"a {phrase}"
-    return f"{'an' if phrase[0] in 'aeiou' else 'a'} {phrase}"
 
 
 def _require(path: Path) -> Path:
@@ -338,53 +168,10 @@ def candidate_drawings(
     return {name: list(by_id.values()) for name, by_id in candidates.items()}
 
 
-def _on_white(image: Image.Image) -> Image.Image:
-    """RGB with any transparency flattened onto white paper."""
-    if image.mode in ("RGBA", "LA", "P") and (image.mode != "P" or "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(paper, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
-def fill_holes(ink: np.ndarray) -> np.ndarray:
-    """``ink`` plus the paper it encloses: only paper reachable from the border stays paper.
-
-    A penguin's white belly is part of the object; left out, a coloured background would
-    show through it.
-    """
-    paper = np.pad(~ink, 1, constant_values=True)
-    outside = np.zeros_like(paper)
-    outside[0, :] = outside[-1, :] = outside[:, 0] = outside[:, -1] = True
-    while True:
-        grown = outside.copy()
-        grown[1:, :] |= outside[:-1, :]
-        grown[:-1, :] |= outside[1:, :]
-        grown[:, 1:] |= outside[:, :-1]
-        grown[:, :-1] |= outside[:, 1:]
-        grown &= paper
-        if np.array_equal(grown, outside):
-            return ~outside[1:-1, 1:-1]
-        outside = grown
 
 
-def load_cutout(uri: str) -> Cutout | None:
-    """The object of a drawing cut out of its paper, or None when it would composite badly."""
-    try:
-        with Image.open(uri) as image:
-            rgb = _on_white(image)
-    except (OSError, ValueError):
-        return None
-    mask = fill_holes(np.asarray(rgb).min(axis=2) < WHITE_LEVEL)
-    ink_share = float(mask.mean())
-    if not MIN_INK_SHARE <= ink_share <= MAX_INK_SHARE:
-        return None
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-    if mask.sum() > MAX_BOX_FILL * (box[2] - box[0]) * (box[3] - box[1]):
-        return None
-    alpha = Image.fromarray(mask.astype(np.uint8) * 255, "L")
-    return Cutout(rgb.crop(box), alpha.crop(box))
 
 
 def select_objects(
@@ -414,6 +201,14 @@ def _scene(*objects: ClipartObject, background: str | None = None, tint: str | N
 Edit = tuple[Scene, Scene, tuple[Scene, ...]]
 
 
+def _with_target(
+    reference: Scene, kind: EditKind, added: ClipartObject, y: str, negatives: tuple[Scene, ...]
+) -> Edit:
+    """The reference, its target (``apply_edit`` on its last object: the one B, C and Y name)
+    and the negatives."""
+    return reference, apply_edit(reference, kind, len(reference.items) - 1, added, y), negatives
+
+
 def _edit(kind: EditKind, objs: Sequence[ClipartObject], colours: Sequence[str], on_colour: bool) -> Edit:
     """Reference, target and hard negatives of one query.
 
@@ -425,13 +220,13 @@ def _edit(kind: EditKind, objs: Sequence[ClipartObject], colours: Sequence[str],
     x, y, z, w = colours
     if kind == "replace":
         negatives = (_scene(a, d), _scene(e, c), _scene(c), _scene(a, c, background=x))
-        return _scene(a, b), _scene(a, c), negatives
+        return _with_target(_scene(a, b), kind, c, y, negatives)
     if kind == "add":
         negatives = (_scene(a, d), _scene(e, b), _scene(b), _scene(a, b, background=x))
-        return _scene(a), _scene(a, b), negatives
+        return _with_target(_scene(a), kind, b, y, negatives)
     if kind == "remove":
         negatives = (_scene(b), _scene(a, d), _scene(a, tint=x), _scene(a, background=x))
-        return _scene(a, b), _scene(a), negatives
+        return _with_target(_scene(a, b), kind, b, y, negatives)
     if kind == "background":
         negatives = (
             _scene(a, background=z),
@@ -439,9 +234,9 @@ def _edit(kind: EditKind, objs: Sequence[ClipartObject], colours: Sequence[str],
             _scene(b, background=y),
             _scene(a, tint=y),
         )
-        return _scene(a, background=x if on_colour else None), _scene(a, background=y), negatives
+        return _with_target(_scene(a, background=x if on_colour else None), kind, b, y, negatives)
     negatives = (_scene(a, tint=z), _scene(a, tint=w), _scene(b, tint=y), _scene(a, background=y))
-    return _scene(a), _scene(a, tint=y), negatives
+    return _with_target(_scene(a), kind, b, y, negatives)
 
 
 def query_text(kind: EditKind, phrasing: int, objs: Sequence[ClipartObject], colours: Sequence[str]) -> str:
@@ -517,45 +312,12 @@ def split_objects(objects: list[ClipartObject], cfg: ClipartBenchConfig) -> dict
     return parts
 
 
-def _tinted(rgb: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
-    shade = tuple(round(c * TINT_SHADE) for c in colour)
-    light = tuple(round(c + (255 - c) * TINT_LIGHT) for c in colour)
-    return ImageOps.colorize(rgb.convert("L"), black=shade, white=light, mid=colour)
 
 
-def _fit(cutout: Cutout, box: tuple[int, int]) -> Cutout:
-    """The cut-out scaled (up or down) to fit ``box`` keeping its aspect, edge feathered."""
-    scale = min(box[0] / cutout.rgb.width, box[1] / cutout.rgb.height)
-    size = (max(1, round(cutout.rgb.width * scale)), max(1, round(cutout.rgb.height * scale)))
-    mask = cutout.mask.resize(size, Image.Resampling.BILINEAR).filter(
-        ImageFilter.GaussianBlur(FEATHER_RADIUS)
-    )
-    return Cutout(cutout.rgb.resize(size, Image.Resampling.LANCZOS), mask)
 
 
-def render_scene(scene: Scene, cutouts: dict[str, Cutout], cfg: ClipartBenchConfig) -> Image.Image:
-    """The scene's pixels: each object fitted into its slot and pasted through its mask."""
-    side = cfg.image_size
-    paper = cfg.rgb(scene.background) if scene.background else (255, 255, 255)
-    canvas = Image.new("RGB", (side, side), paper)
-    single = len(scene.items) == 1
-    share = SINGLE_BOX if single else PAIR_BOX
-    centres = (0.5,) if single else PAIR_CENTRES
-    for placed, centre in zip(scene.items, centres):
-        cutout = cutouts[placed.obj.image_id]
-        if placed.tint:
-            cutout = Cutout(_tinted(cutout.rgb, cfg.rgb(placed.tint)), cutout.mask)
-        fitted = _fit(cutout, (round(share[0] * side), round(share[1] * side)))
-        corner = (round(centre * side - fitted.rgb.width / 2), round((side - fitted.rgb.height) / 2))
-        canvas.paste(fitted.rgb, corner, fitted.mask)
-    return canvas
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """PNG without metadata, so the same pixels are the same bytes."""
-    buffer = BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def cirr_records(queries: list[PlannedQuery], cfg: ClipartBenchConfig) -> list[dict[str, Any]]:
@@ -579,14 +341,6 @@ def cirr_records(queries: list[PlannedQuery], cfg: ClipartBenchConfig) -> list[d
     return records
 
 
-def scene_caption(scene: Scene) -> str:
-    """A compositional caption: objects left to right with their tint, then the background.
-
-    Scene training captions use it, and each benchmark query records its target's: that
-    text used as the query shows how well the encoder finds the answer from its description.
-    """
-    things = " and ".join(article(f"{p.tint} {p.obj.name}" if p.tint else p.obj.name) for p in scene.items)
-    return f"{things} on {article(scene.background)} background" if scene.background else things
 
 
 def gallery_scenes(queries: Iterable[PlannedQuery], cfg: ClipartBenchConfig) -> dict[str, Scene]:

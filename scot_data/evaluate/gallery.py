@@ -19,7 +19,6 @@ import pyarrow as pa
 from scot_data import ids
 from scot_data.atomic import atomic_write_json
 from scot_data.embed.config import EmbedConfig
-from scot_data.embed.images import ImageItem
 from scot_data.embed.records import text_id
 from scot_data.embed.stage import (
     IMAGES_DIR,
@@ -35,6 +34,7 @@ from scot_data.embed.stage import (
 from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.benchmark import Benchmark
+from scot_data.images import ImageItem
 from scot_data.manifest import InputRef, fingerprint_input
 from scot_data.outdir import stage_folder
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from scot_data.captions.images import ImageError, decode, stable_reason
 from scot_data.combiner.checkpoint import load_combiner
 from scot_data.combiner.model import Combiner
 from scot_data.encoders import Encoder, create_encoder
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.retriever import Retriever
+from scot_data.images import ImageError, decode, stable_reason
 from scot_data.manifest import finished_manifest, read_manifest
 
 

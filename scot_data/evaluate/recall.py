@@ -3,7 +3,8 @@
 The quickest check of what an encoder can do on a collection before any Combiner is
 trained: each caption ranks every distinct image of the table, and Recall@K is the share
 whose own image is in the top K. Run on held-out rows (``holdout.parquet``) it compares
-encoder fits on images neither has seen.
+encoder fits on images neither has seen. Recall@K is ``fit_lit.recall_at_k``, the one
+text->image recall of the project (the fit-lit model card uses it too).
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ import pyarrow.parquet as pq
 import torch
 from rich.progress import Progress
 
-from scot_data.captions.images import ImageError, decode
-from scot_data.embed.images import ImageItem, read_image_bytes
 from scot_data.encoders.factory import create_encoder
+from scot_data.encoders.fit_lit import RECALL_KS, recall_at_k
 from scot_data.errors import ScotInputError
-
-RECALL_KS = (1, 5, 10)
+from scot_data.images import ImageError, ImageItem, decode, read_image_bytes
 
 
 @dataclass
@@ -79,13 +78,11 @@ def text_to_image_recall(
     gallery = torch.cat(vectors)
     texts = encoder.encode_texts([r["caption"] for r in rows])
     targets = torch.tensor([column[r["image_id"]] for r in rows])
-    scores = texts @ gallery.T
-    ranks = (scores > scores.gather(1, targets[:, None])).sum(dim=1)
     return RecallReport(
         encoder=encoder_spec,
         table=str(path),
         captions=len(rows),
         images=len(images),
-        recall={f"R@{k}": round(float((ranks < k).float().mean()), 4) for k in RECALL_KS},
+        recall=recall_at_k(texts, gallery, targets, RECALL_KS),
         chance={f"R@{k}": round(k / len(images), 4) for k in RECALL_KS},
     )

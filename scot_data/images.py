@@ -1,24 +1,72 @@
-"""Image loading for DataLoader workers: local files, ``tar://shard#member`` (read by byte
-offset, the shard indexed once in the main process) and any fsspec URL.
+"""Images, read the same way by every stage: the ground floor under captions, embed,
+fit-lit, evaluation and search (it imports no other ``scot_data`` module).
 
-Everything here is picklable (plain records and module-level functions), so it runs in
-worker processes under fork or spawn. A bad image never raises out of a worker: it comes
-back as a reason, which the stage writes to rejects.
+``decode`` fully decodes bytes (a bad image is an ``ImageError`` whose message is the
+reject reason, without object addresses); ``TarMember`` locates an image inside a tar shard
+by byte offset; ``ImageItem`` + ``read_image_bytes`` read local files,
+``tar://shard#member`` (the shard indexed once by ``index_tars``) and any fsspec URL.
+``ImageDataset`` + ``collate`` decode and transform in DataLoader workers: everything is
+picklable (plain records and module-level functions), so it runs under fork or spawn, and
+a bad image never raises out of a worker: it comes back as a reason. torch is imported only
+by ``collate`` (``DataLoader`` takes any map-style dataset), so reading this module is light.
 """
 
 from __future__ import annotations
 
+import io
+import re
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
-from scot_data.captions.images import ImageError, decode, read_tar_member, stable_reason
-from scot_data.captions.records import TarMember
+# PIL names the stream it read, e.g. "<_io.BytesIO object at 0x7f...>": an address that
+# changes per run, so a reason holding it would make the rejects table nondeterministic.
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """An image stored in a tar shard, located by byte offset so a worker can read it alone."""
+
+    tar_path: str
+    member: str
+    offset: int
+    size: int
+
+
+class ImageError(Exception):
+    """An image cannot be used; the message is the reject reason."""
+
+
+def stable_reason(exc: BaseException) -> str:
+    """An exception's message without object addresses, so the same input gives the same reason."""
+    return _OBJECT_REPR.sub("", str(exc))
+
+
+def decode(data: bytes, name: str) -> Image.Image:
+    """Fully decode image bytes (``verify`` alone misses truncated pixel data); ``name`` (the
+    file or URI the bytes came from) goes into the reason, PIL's stream repr does not."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image does not decode: {name}: {stable_reason(exc)}") from exc
+    return image
+
+
+def read_tar_member(ref: TarMember) -> bytes:
+    """Read one member's bytes by offset; a short read means a truncated shard."""
+    with open(ref.tar_path, "rb") as handle:
+        handle.seek(ref.offset)
+        data = handle.read(ref.size)
+    if len(data) != ref.size:
+        raise ImageError(f"tar member {ref.member} is truncated ({len(data)} of {ref.size} bytes)")
+    return data
+
 
 TAR_SCHEME = "tar://"
 
@@ -110,17 +158,17 @@ def read_image_bytes(item: ImageItem) -> bytes:
         raise ImageError(f"image URL unreadable: {type(exc).__name__}: {stable_reason(exc)}") from exc
 
 
-class ImageDataset(torch.utils.data.Dataset):
+class ImageDataset:
     """Item i -> (i, pixels or None, reject reason); decoding and transform run in workers."""
 
-    def __init__(self, items: list[ImageItem], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, items: list[ImageItem], transform: Callable[[Image.Image], Any]) -> None:
         self.items = items
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
+    def __getitem__(self, index: int) -> tuple[int, Any, str]:
         item = self.items[index]
         try:
             image = decode(read_image_bytes(item), item.uri)
@@ -131,8 +179,10 @@ class ImageDataset(torch.utils.data.Dataset):
             return index, None, f"image does not preprocess: {type(exc).__name__}: {stable_reason(exc)}"
 
 
-def collate(batch: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:
+def collate(batch: list[tuple[int, Any, str]]) -> dict[str, Any]:
     """Stack the images that loaded; keep the indices and reasons of those that did not."""
+    import torch
+
     good = [(i, x) for i, x, _ in batch if x is not None]
     return {
         "indices": [i for i, _ in good],
