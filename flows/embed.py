@@ -29,6 +29,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from flows.runners import RunnerKind, add_runner_arguments, on_runner, runner_options
+from scot_data import stages
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.stage import (
     STAGE,
@@ -177,13 +178,13 @@ def embed_watch_flow(
     done, failed = [], []
     for manifest in sorted(Path(triplets_root).glob("**/manifest.json")):
         triplets_dir = manifest.parent
-        if (read_manifest(triplets_dir) or {}).get("stage") != "triplets":
+        if (read_manifest(triplets_dir) or {}).get("stage") != stages.TRIPLETS:
             continue
         relative = triplets_dir.relative_to(triplets_root)
         captions_dir, out = Path(captions_root) / relative, Path(out_root) / relative
         if read_manifest(out) is not None:
             continue
-        if (read_manifest(captions_dir) or {}).get("stage") != "captions":
+        if (read_manifest(captions_dir) or {}).get("stage") != stages.CAPTIONS:
             logger.warning(
                 "embed watch: %s has no finished captions at %s; skipped", triplets_dir, captions_dir
             )

@@ -30,6 +30,7 @@ from flows.embed import embed_watch_flow
 from flows.pipeline import pipeline_flow
 from flows.runners import add_runner_arguments, runner_options
 from flows.triplets import triplets_watch_flow
+from scot_data import stages
 from scot_data.embed.config import EmbedConfig
 from scot_data.pipeline import spec_encoder
 from scot_data.spec import EncoderConfig, PipelineSpec, load_spec
@@ -68,7 +69,7 @@ def deployments(
             concurrency_limit=1,
             parameters={
                 "captions_root": captions,
-                "out_root": str(out / "triplets"),
+                "out_root": str(out / stages.TRIPLETS),
                 "config": triplets_config,
                 **runner,
             },
@@ -79,8 +80,8 @@ def deployments(
             concurrency_limit=1,
             parameters={
                 "captions_root": captions,
-                "triplets_root": str(out / "triplets"),
-                "out_root": str(out / "embeddings"),
+                "triplets_root": str(out / stages.TRIPLETS),
+                "out_root": str(out / stages.EMBEDDINGS),
                 "config": embed_config,
                 "image_shards": image_shards,
                 **runner,

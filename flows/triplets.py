@@ -21,6 +21,7 @@ from prefect.cache_policies import INPUTS, CacheKeyFnPolicy
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import RunnerKind, on_runner
+from scot_data import stages
 from scot_data.manifest import read_manifest
 from scot_data.outdir import stage_folder
 from scot_data.triplets.config import TripletsConfig
@@ -63,7 +64,7 @@ def batch_task(config: dict[str, Any], parts_dir: str, key: str, captions: list[
 def triplets_flow(config: dict[str, Any], captions_dir: str, out_dir: str) -> dict[str, Any]:
     """Generate triplets for a caption directory (see ``scot triplets generate``)."""
     cfg = TripletsConfig.model_validate(config)
-    if cfg.backend == "template":
+    if not cfg.backend_entry.llm:  # parts made locally: no batch tasks to fan out
         return asdict(generate_triplets(cfg, captions_dir, out_dir, show_progress=False))
     with stage_folder(out_dir, STAGE, SUBFOLDERS):
         return _llm_batches(cfg, config, captions_dir, out_dir)
@@ -110,7 +111,7 @@ def triplets_watch_flow(
     done, failed = [], []
     for manifest in sorted(Path(captions_root).glob("**/manifest.json")):
         captions_dir = manifest.parent
-        if (read_manifest(captions_dir) or {}).get("stage") != "captions":
+        if (read_manifest(captions_dir) or {}).get("stage") != stages.CAPTIONS:
             continue
         out = Path(out_root) / captions_dir.relative_to(captions_root)
         if read_manifest(out) is None:

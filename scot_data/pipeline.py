@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import rich
 
+from scot_data import stages
 from scot_data.captions.ingest import ingest_captions
 from scot_data.combiner.train import train_combiner
 from scot_data.embed.config import EmbedConfig
@@ -91,12 +92,13 @@ def stage_dir(spec: PipelineSpec, stage: str) -> Path:
 
 
 def _run_captions(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
-    return asdict(ingest_captions(spec.captions, stage_dir(spec, "captions"), show_progress=show_progress))
+    out = stage_dir(spec, stages.CAPTIONS)
+    return asdict(ingest_captions(spec.captions, out, show_progress=show_progress))
 
 
 def _run_triplets(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     """The triplet stage; its embedded LLM server is started only when there is work."""
-    cfg, captions, out = spec.triplets, stage_dir(spec, "captions"), stage_dir(spec, "triplets")
+    cfg, captions, out = spec.triplets, stage_dir(spec, stages.CAPTIONS), stage_dir(spec, stages.TRIPLETS)
     assert cfg is not None
     if stage_complete(cfg, captions, out):
         return asdict(generate_triplets(cfg, captions, out, show_progress=show_progress))
@@ -120,7 +122,7 @@ def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
         # fit_lit draws on stderr by default, which would tear a live view of the whole
         # run: under one, its bars go to the view's console, where they nest.
         console = rich.get_console() if _shares_live_display() else None
-        fit = fit_lit_from_captions(stage_dir(spec, "captions"), stage_dir(spec, "lit-mini"),
+        fit = fit_lit_from_captions(stage_dir(spec, stages.CAPTIONS), stage_dir(spec, stages.LIT_MINI),
                                     show_progress=show_progress, console=console)  # fmt: skip
         encoder = encoder.model_copy(update={"pretrained": fit.heads})
     cfg = EmbedConfig(
@@ -128,8 +130,8 @@ def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
         device=spec.encoder.device,
         image_batch_size=spec.encoder.batch_size,
     )
-    triplets = stage_dir(spec, "triplets") if spec.triplets is not None else None
-    summary = embed_stage(cfg, stage_dir(spec, "captions"), triplets, stage_dir(spec, "embeddings"),
+    triplets = stage_dir(spec, stages.TRIPLETS) if spec.triplets is not None else None
+    summary = embed_stage(cfg, stage_dir(spec, stages.CAPTIONS), triplets, stage_dir(spec, stages.EMBEDDINGS),
                           show_progress=show_progress)  # fmt: skip
     return asdict(summary)
 
@@ -139,8 +141,8 @@ def _run_train(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     assert spec.train is not None
     if spec.encoder is None or spec.triplets is None:
         raise ScotInputError("the train stage needs the spec's triplets and encoder sections")
-    summary = train_combiner(spec.train, stage_dir(spec, "embeddings"), stage_dir(spec, "triplets"),
-                             stage_dir(spec, "combiner"), show_progress=show_progress)  # fmt: skip
+    summary = train_combiner(spec.train, stage_dir(spec, stages.EMBEDDINGS), stage_dir(spec, stages.TRIPLETS),
+                             stage_dir(spec, stages.COMBINER), show_progress=show_progress)  # fmt: skip
     return asdict(summary)
 
 
@@ -157,18 +159,20 @@ def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"metrics": {}, "deltas": {}, "reports": []}
     if not spec.evaluate.benchmarks:
         return summary
-    combiner = stage_dir(spec, "combiner") / "combiner.safetensors" if spec.train is not None else None
-    embeddings = read_manifest(stage_dir(spec, "embeddings"))
+    combiner = stage_dir(spec, stages.COMBINER) / "combiner.safetensors" if spec.train is not None else None
+    embeddings = read_manifest(stage_dir(spec, stages.EMBEDDINGS))
     if embeddings is None:
-        raise ScotInputError(f"{stage_dir(spec, 'embeddings')}: the evaluate stage needs the encoder stage's output")
+        raise ScotInputError(
+            f"{stage_dir(spec, stages.EMBEDDINGS)}: the evaluate stage needs the encoder stage's output"
+        )
     encoder = embeddings["encoder"]["spec"]
-    cache = encoder_cache(stage_dir(spec, "eval") / "cache", encoder)
+    cache = encoder_cache(stage_dir(spec, stages.EVAL) / "cache", encoder)
     for bench in spec.evaluate.benchmarks:
         entry = get_benchmark(bench.name)
         if bench.build and entry.build is not None:
-            entry.build(stage_dir(spec, "captions"), bench.data, bench.queries_per_kind, show_progress)
+            entry.build(stage_dir(spec, stages.CAPTIONS), bench.data, bench.queries_per_kind, show_progress)
         for split in bench.splits:
-            out = stage_dir(spec, "eval") / f"{bench.name}-{split}"
+            out = stage_dir(spec, stages.EVAL) / f"{bench.name}-{split}"
             cfg = EvalConfig(benchmark=bench.name, data=bench.data, split=split, combiner=combiner, encoder=encoder,
                              device=spec.encoder.device if spec.encoder else "auto")  # fmt: skip
             results = evaluate(cfg, out, cache, show_progress=show_progress)

@@ -2,12 +2,17 @@
 
 The same models validate the ``captions:`` section of a pipeline spec and the flags of
 ``scot captions ingest``; unknown keys are errors, so a typo never silently does nothing.
+
+A format is declared once, by decorating its model with :func:`caption_format`: the spec's
+union (discriminated by ``format``), :data:`FORMATS`, the ``--format`` help and the reader
+table (``scot_data.captions.readers.READERS``: module ``readers/<format>.py`` with
+``scan_<format>`` and ``<format>_inputs``) all follow from :data:`CAPTION_FORMATS`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,6 +67,21 @@ class _CaptionsBase(BaseModel):
         return self.source or self.format  # type: ignore[attr-defined]
 
 
+CAPTION_FORMATS: dict[str, type[_CaptionsBase]] = {}
+"""Every input format by name, in the order declared (the registry the rest derives from)."""
+_Format = TypeVar("_Format", bound=type[_CaptionsBase])
+
+
+def caption_format(model: _Format) -> _Format:
+    """Register ``model`` under its ``format`` literal."""
+    name = model.model_fields["format"].default
+    if not isinstance(name, str) or name in CAPTION_FORMATS:
+        raise ValueError(f"{model.__name__}: format {name!r} is not a new name")
+    CAPTION_FORMATS[name] = model
+    return model
+
+
+@caption_format
 class CocoCaptions(_CaptionsBase):
     """The official COCO ``captions_*.json`` with its image folder."""
 
@@ -70,6 +90,7 @@ class CocoCaptions(_CaptionsBase):
     images: Path = Field(description="folder holding the images' file_name")
 
 
+@caption_format
 class WdsCaptions(_CaptionsBase):
     """img2dataset-style WebDataset tars: ``key.jpg|png|webp`` with ``key.txt`` and/or ``key.json``."""
 
@@ -78,6 +99,7 @@ class WdsCaptions(_CaptionsBase):
     caption_key: str = Field("caption", description="field of the .json member holding the caption")
 
 
+@caption_format
 class TableCaptions(_CaptionsBase):
     """A Parquet or CSV table with an image column (paths or URLs) and a caption column."""
 
@@ -88,6 +110,7 @@ class TableCaptions(_CaptionsBase):
     caption_column: str = "caption"
 
 
+@caption_format
 class OpenclipartCaptions(_CaptionsBase):
     """The SVG tree of Debian's ``openclipart-svg``; captions from titles and keywords."""
 
@@ -110,9 +133,6 @@ class OpenclipartCaptions(_CaptionsBase):
     keyword_stoplist: tuple[str, ...] = DEFAULT_KEYWORD_STOPLIST
 
 
-CaptionsConfig = Annotated[
-    CocoCaptions | WdsCaptions | TableCaptions | OpenclipartCaptions,
-    Field(discriminator="format"),
-]
-
-FORMATS = ("coco", "wds", "table", "openclipart")
+_FORMAT_MODELS = Union[tuple(CAPTION_FORMATS.values())]  # type: ignore[valid-type]  # noqa: UP007
+CaptionsConfig = Annotated[_FORMAT_MODELS, Field(discriminator="format")]
+FORMATS = tuple(CAPTION_FORMATS)

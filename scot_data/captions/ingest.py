@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import Progress
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.atomic import atomic_path, atomic_write_json, atomic_write_parquet
 from scot_data.captions.config import DEFAULT_RENDER_TIMEOUT_S, CaptionsConfig, OpenclipartCaptions
 from scot_data.captions.images import ImageError, image_uri, to_row
@@ -45,7 +45,7 @@ from scot_data.captions.svg_render import close_helper
 from scot_data.manifest import InputRef, finished_summary, is_complete, stage_fingerprint, write_manifest
 from scot_data.outdir import writes_folder
 
-STAGE = "captions"
+STAGE = stages.CAPTIONS
 CAPTIONS_FILE = "captions.parquet"
 HOLDOUT_FILE = "holdout.parquet"
 REJECTS_FILE = "rejects.parquet"

@@ -27,7 +27,7 @@ def _captions_config(values: dict[str, Any]) -> CaptionsConfig:
 @captions_app.command("ingest")
 @reports_input_errors
 def captions_ingest(
-    format: str = typer.Option(..., "--format", help="coco | wds | table | openclipart"),
+    format: str = typer.Option(..., "--format", help=" | ".join(FORMATS)),
     input: str = typer.Option(..., "--input", help="captions file, tar pattern, table, or SVG folder"),
     out: Path = typer.Option(..., "--out", help="output directory"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 
 from scot_data.cli.common import FORCE_HELP, _out_folder, _validated, print_summary, reports_input_errors
 from scot_data.errors import ScotInputError
-from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
+from scot_data.triplets.config import BACKENDS, DEFAULT_PROMPT, TripletsConfig
 
 triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def triplets_generate(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     endpoint: Optional[list[str]] = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (repeat)"),
     model: Optional[str] = typer.Option(None, "--model", help="served model name"),
-    backend: str = typer.Option("llm", "--backend", help="llm | template"),
+    backend: str = typer.Option("llm", "--backend", help=" | ".join(BACKENDS)),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="requests in flight"),
     limit: Optional[int] = typer.Option(None, "--limit", help="a seeded sample of N captions"),
     seed: int = typer.Option(0, "--seed"),
@@ -77,15 +77,12 @@ def triplets_filter(
 ) -> None:
     """Drop triplets that copy the prompt, loop, do not make the edit they name, or change too
     little or too much; each filter's drop count is in the summary."""
-    from scot_data.triplets.filters import FilterConfig, filter_triplets
+    options = locals()  # one --NAME/--no-NAME switch per filter (tests assert they match FILTER_SPECS)
+    from scot_data.triplets.filters import FILTER_SPECS, FilterConfig, filter_triplets
     from scot_data.triplets.prompts import load_prompt
 
-
-    config = _validated(
-        TypeAdapter(FilterConfig),
-        {"edit_words": edit_words, "similarity_band": similarity_band, "few_shot_copy": few_shot_copy,
-         "repetition": repetition, "low": low, "high": high, "prompt": prompt},
-    )  # fmt: skip
+    switches = {f.name: options[f.name] for f in FILTER_SPECS}
+    config = _validated(TypeAdapter(FilterConfig), {**switches, "low": low, "high": high, "prompt": prompt})
     if config.few_shot_copy:
         load_prompt(config.prompt)  # a missing or broken prompt is named before any work
     summary = filter_triplets(triplets, _out_folder(out), config, embeddings_dir=embeddings, encoder=encoder,

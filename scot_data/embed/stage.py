@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import torch
 from rich.progress import Progress
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.atomic import (
     atomic_write_bytes,
     atomic_write_json,
@@ -70,7 +70,7 @@ from scot_data.manifest import (
 )
 from scot_data.outdir import writes_folder
 
-STAGE = "embeddings"
+STAGE = stages.EMBEDDINGS
 IMAGES_DIR = "images"
 TEXTS_DIR = "texts"
 REJECT_PARTS_DIR = "rejects"

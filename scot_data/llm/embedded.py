@@ -28,8 +28,8 @@ def server_config(serve: EmbeddedServer, served_name: str, log_file: Path | None
 @contextmanager
 def llm_endpoint(cfg: TripletsConfig, log_file: Path | None = None) -> Iterator[TripletsConfig]:
     """Yield ``cfg`` pointed at its embedded server, started here and stopped on exit;
-    a config without ``serve:`` (or with the template backend) is yielded unchanged."""
-    if cfg.serve is None or cfg.backend != "llm":
+    a config without ``serve:`` (or whose backend needs no LLM) is yielded unchanged."""
+    if cfg.serve is None or not cfg.backend_entry.llm:
         yield cfg
         return
     launch = server_config(cfg.serve, cfg.model, log_file)

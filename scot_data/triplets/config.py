@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_PROMPT = Path("pipelines/prompts/v1.yaml")
+TEMPLATE_VERSION = "template-v1"
+
+
+@dataclass(frozen=True)
+class TripletBackend:
+    """One way of turning captions into triplets: everything the stage, the flow, ``scot run``
+    and the CLI need to know about a backend, declared once in :data:`BACKENDS`.
+
+    ``llm``: answers come from an LLM over ``endpoints`` (a prompt is loaded and hashed into
+    the fingerprint, the endpoints are checked before any work, a spec's ``serve:`` server is
+    started, batches are concurrent requests and, in the Prefect flow, one task each).
+    Otherwise parts are made locally from the captions alone, labelled ``name`` and
+    ``version``, and only ``fingerprint_keys`` (plus ``<name>_version``) shape the answers.
+    """
+
+    name: str
+    description: str
+    llm: bool
+    version: str | None = None
+    fingerprint_keys: tuple[str, ...] | None = None
+
+
+BACKENDS: dict[str, TripletBackend] = {
+    backend.name: backend
+    for backend in (
+        TripletBackend("llm", "an LLM behind OpenAI-compatible endpoints", llm=True),
+        TripletBackend("template", "rule-based edits of the caption alone (no server)", llm=False,
+                       version=TEMPLATE_VERSION, fingerprint_keys=("backend", "limit", "seed")),
+    )
+}  # fmt: skip
+BackendName = Literal[tuple(BACKENDS)]  # type: ignore[valid-type]
 
 
 class EmbeddedServer(BaseModel):
@@ -39,7 +71,7 @@ class TripletsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["llm", "template"] = "llm"
+    backend: BackendName = "llm"
     endpoints: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])
     model: str = "smollm2-135m-instruct"
     serve: EmbeddedServer | None = Field(None, description="start this server for the run")
@@ -55,3 +87,7 @@ class TripletsConfig(BaseModel):
     seed: int = 0
     max_modification_words: int = Field(24, ge=1)
     max_caption_growth_words: int = Field(24, ge=0, description="words the modified caption may add")
+
+    @property
+    def backend_entry(self) -> TripletBackend:
+        return BACKENDS[self.backend]

@@ -54,7 +54,7 @@ from scot_data.triplets.records import (
     TripletReject,
     to_table,
 )
-from scot_data.triplets.template import TEMPLATE_VERSION, corpus_objects, template_edit
+from scot_data.triplets.template import corpus_objects, template_edit
 from scot_data.triplets.validate import AnswerRejected, check_answer, edit_label, normalise, parse_answer
 
 PARTS_DIR = "parts"
@@ -148,19 +148,22 @@ def sample(captions: list[CaptionIn], limit: int | None, seed: int) -> list[Capt
 def stage_config(cfg: TripletsConfig, prompt: PromptTemplate | None) -> dict[str, Any]:
     """The options that shape the answers, with the prompt's exact text hash."""
     config = cfg.model_dump(mode="json", exclude=RUNTIME_ONLY_OPTIONS)
-    if cfg.backend == "template":
-        config = {k: config[k] for k in ("backend", "limit", "seed")} | {"template_version": TEMPLATE_VERSION}
-    else:
+    backend = cfg.backend_entry
+    if backend.llm:
         config["prompt_sha256"] = prompt.sha256 if prompt else None
+    else:
+        keys = backend.fingerprint_keys or tuple(config)
+        config = {k: config[k] for k in keys} | {f"{backend.name}_version": backend.version}
     return config
 
 
 def make_run(cfg: TripletsConfig) -> Run:
-    prompt = load_prompt(cfg.prompt) if cfg.backend == "llm" else None
+    backend = cfg.backend_entry
+    prompt = load_prompt(cfg.prompt) if backend.llm else None
     config = stage_config(cfg, prompt)
     run_key = ids.stable_id(json.dumps({k: v for k, v in config.items() if k != "limit"}, sort_keys=True))
     if prompt is None:
-        return Run(cfg, None, run_key, "template", TEMPLATE_VERSION)
+        return Run(cfg, None, run_key, backend.name, backend.version or backend.name)
     return Run(cfg, prompt, run_key, cfg.model, prompt.version)
 
 
@@ -381,7 +384,7 @@ def assemble(batches: list[Batch], out: Path, summary: TripletSummary) -> None:
 
 def stage_inputs(cfg: TripletsConfig, captions_dir: Path) -> list[InputRef]:
     inputs = [fingerprint_input(captions_dir / "captions.parquet")]
-    if cfg.backend == "llm":
+    if cfg.backend_entry.llm:
         inputs.append(fingerprint_input(cfg.prompt))
     return inputs
 
@@ -425,13 +428,13 @@ def prepare(cfg: TripletsConfig, captions_dir: str | Path, out_dir: str | Path) 
     inputs = stage_inputs(cfg, captions_path)
     config = stage_config(cfg, run.prompt)
     (out / "manifest.json").unlink(missing_ok=True)
-    if cfg.backend == "template":
+    if not cfg.backend_entry.llm:
         run.objects = corpus_objects(captions)
     batches = plan(captions, run, out / PARTS_DIR)
     summary = TripletSummary(out_dir=str(out), backend=cfg.backend, captions=len(captions), parts=len(batches))
     prepared = Prepared(run, batches, out, config, inputs, summary, started)
     summary.parts_reused = len(batches) - len(prepared.todo)
-    if prepared.todo and cfg.backend == "llm":
+    if prepared.todo and cfg.backend_entry.llm:
         check_endpoints(cfg)
     return prepared
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from scot_data import stages
+
 
 @dataclass(frozen=True)
 class CaptionIn:
@@ -59,7 +61,7 @@ def to_table(records: list, schema: pa.Schema) -> pa.Table:
 TARGET_IMAGE_COLUMN = "target_image_id"
 
 # The triplet stage's directory: every writer of one (generate, filter, mix) uses these.
-STAGE = "triplets"
+STAGE = stages.TRIPLETS
 TRIPLETS_FILE = "triplets.parquet"
 REJECTS_FILE = "rejects.parquet"
 STATS_FILE = "stats.json"

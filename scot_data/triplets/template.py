@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable, Sequence
 
 from scot_data import ids
+from scot_data.triplets.config import TEMPLATE_VERSION as TEMPLATE_VERSION  # the template backend's version
 from scot_data.triplets.records import CaptionIn
 
-TEMPLATE_VERSION = "template-v1"
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray")
 COUNTS = ("two", "three", "four", "five", "six")
 OBJECTS = (
