@@ -35,9 +35,9 @@ from PIL import Image
 
 from scot_data import ids
 from scot_data.embed import EmbedConfig, embed_stage, iter_wds_blocks
+from scot_data.embed.plan import get_encoder, wanted_texts
 from scot_data.embed.records import PARQUET_OPTIONS, images_schema, to_column
 from scot_data.embed.shards import json_cost, plan_shards, write_shard
-from scot_data.embed.stage import get_encoder, wanted_texts
 from scot_data.embed.view import load_embeddings
 from scot_data.images import ImageItem, read_image_bytes
 from scot_data.manifest import write_manifest

@@ -31,9 +31,8 @@ from prefect import flow, get_run_logger, task
 from flows.runners import RunnerKind, add_runner_arguments, on_runner, runner_options
 from scot_data import stages
 from scot_data.embed.config import EmbedConfig
+from scot_data.embed.layout import STAGE, SUBFOLDERS
 from scot_data.embed.stage import (
-    STAGE,
-    SUBFOLDERS,
     EmbedSummary,
     PhaseStats,
     embed_images,

@@ -24,8 +24,8 @@ from scot_data.captions.ingest import ingest_captions
 from scot_data.combiner.train import train_combiner
 from scot_data.embed.config import EmbedConfig
 from scot_data.embed.stage import embed_stage
-from scot_data.encoders.fit_lit import fit_lit_from_captions
 from scot_data.errors import ScotInputError
+from scot_data.fit_lit.stage import fit_lit_from_captions
 from scot_data.llm.embedded import llm_endpoint
 from scot_data.manifest import read_manifest
 from scot_data.spec import EncoderConfig, PipelineSpec

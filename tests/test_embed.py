@@ -29,7 +29,7 @@ from scot_data import ids
 from scot_data.captions.records import CAPTIONS_SCHEMA
 from scot_data.combiner.view import load_training_view
 from scot_data.embed import EmbedConfig, embed_stage, iter_wds_blocks, text_id
-from scot_data.embed import stage as embed_module
+from scot_data.embed import compute as embed_compute
 from scot_data.embed.records import to_matrix
 from scot_data.embed.shards import plan_shards
 from scot_data.encoders import create_encoder
@@ -237,7 +237,7 @@ def test_corrupt_image_goes_to_rejects_and_run_completes(tiny_spec, tmp_path):
 def test_interrupted_run_resumes_without_loss_or_duplicates(tiny_spec, inputs, tmp_path, monkeypatch):
     captions, triplets, rows = inputs
     out = tmp_path / "emb"
-    real_write = embed_module._write_image_part
+    real_write = embed_compute._write_image_part
     calls = []
 
     def write_then_die(plan, part):
@@ -247,10 +247,10 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tiny_spec, inputs, t
             raise KeyboardInterrupt("killed after the first part")
         return result
 
-    monkeypatch.setattr(embed_module, "_write_image_part", write_then_die)
+    monkeypatch.setattr(embed_compute, "_write_image_part", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         embed_stage(make_cfg(tiny_spec, num_workers=0), captions, triplets, out, show_progress=False)
-    monkeypatch.setattr(embed_module, "_write_image_part", real_write)
+    monkeypatch.setattr(embed_compute, "_write_image_part", real_write)
     assert read_manifest(out) is None and len(list((out / "images").glob("*.parquet"))) == 1
     summary = embed_stage(make_cfg(tiny_spec), captions, triplets, out, show_progress=False)
     assert summary.images == 12 and summary.images_embedded == 12 - 5

@@ -27,23 +27,15 @@ from scot_data.encoders.efficientnet_lite0 import (
     load_lukemelas_state_dict,
     to_timm_state_dict,
 )
-from scot_data.encoders.fit_lit import (
-    CaptionPair,
-    FitLitConfig,
-    TowerFeatures,
-    chance_recall,
-    evaluate,
-    fit_heads,
-    fit_lit_heads,
-    pairs_from_tuples,
-    read_caption_table,
-    recall_at_k,
-    split_pairs,
-    split_three_ways,
-)
 from scot_data.encoders.lit_mini import LitMiniEncoder, build_model, save_heads
 from scot_data.encoders.package_data import efficientnet_lite0_checkpoint
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.text_image_recall import chance_recall, recall_at_k
+from scot_data.fit_lit.config import FitLitConfig
+from scot_data.fit_lit.features import TowerFeatures
+from scot_data.fit_lit.pairs import CaptionPair, pairs_from_tuples, read_caption_table
+from scot_data.fit_lit.stage import fit_lit_heads
+from scot_data.fit_lit.train import evaluate, fit_heads, split_pairs, split_three_ways
 
 IMAGENET_CROSSWORD, IMAGENET_HONEYCOMB, IMAGENET_TRAFFIC_LIGHT = 918, 599, 920
 
@@ -498,7 +490,7 @@ def test_caption_table_input(tmp_path):
 
 def test_fit_on_several_caption_tables_takes_their_pairs_in_order(tmp_path, monkeypatch):
     """Objects + scenes: the pairs of every table, in order; each table is a manifest input."""
-    import scot_data.encoders.fit_lit as fit_lit
+    import scot_data.fit_lit.stage as fit_lit
 
     (tmp_path / "img").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "img" / "a.png")

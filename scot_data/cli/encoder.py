@@ -38,7 +38,8 @@ def encoder_fit_lit(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Fit the lit-mini projection heads on clip-art captions; report held-out recall."""
-    from scot_data.encoders.fit_lit import FitLitConfig, fit_lit_from_captions
+    from scot_data.fit_lit.config import FitLitConfig
+    from scot_data.fit_lit.stage import fit_lit_from_captions
 
     if not 0 < held_out_fraction < 1:
         raise ScotInputError(f"--held-out-fraction {held_out_fraction}: must be between 0 and 1")

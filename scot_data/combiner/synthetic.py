@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scot_data import ids
+from scot_data.embed.layout import IMAGES_DIR, STAGE, TEXTS_DIR
 from scot_data.embed.records import PARQUET_OPTIONS, images_schema, text_id, texts_schema, to_column
-from scot_data.embed.stage import IMAGES_DIR, STAGE, TEXTS_DIR
 from scot_data.manifest import write_manifest
 from scot_data.triplets.records import TRIPLETS_SCHEMA
 

@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scot_data.embed.layout import IMAGES_DIR, TEXTS_DIR
 from scot_data.embed.records import text_id
-from scot_data.embed.stage import IMAGES_DIR, TEXTS_DIR
 from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
 from scot_data.manifest import finished_manifest

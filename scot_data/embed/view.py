@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from scot_data.embed.layout import IMAGES_DIR, iter_parts
 from scot_data.embed.records import to_matrix
-from scot_data.embed.stage import IMAGES_DIR, iter_parts
 from scot_data.errors import ScotInputError
 from scot_data.manifest import read_manifest
 

