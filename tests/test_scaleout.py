@@ -94,9 +94,9 @@ def torch_threads(count: int) -> Iterator[None]:
 
 def _encoder_loaded() -> bool:
     """Run on each Dask worker: did this process embed anything?"""
-    from scot_data.embed import stage
+    from scot_data.embed import plan
 
-    return bool(stage._ENCODERS)
+    return bool(plan._ENCODERS)
 
 
 def _vectors(out: Path, kind: str) -> dict[str, np.ndarray]:
