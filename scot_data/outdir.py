@@ -87,10 +87,10 @@ def _owner(folder: Path) -> str | None:
 
 def check_owner(folder: Path, stage: str, force: bool, signature: str | None = None) -> None:
     """Refuse a non-empty ``folder`` that is not ``stage``'s own (see the module docstring)."""
+    if folder.exists() and not folder.is_dir():
+        raise ScotInputError(f"--out {folder}: a file, not a folder")  # --force cannot write into a file
     if force or not folder.exists():
         return
-    if not folder.is_dir():
-        raise ScotInputError(f"--out {folder}: a file, not a folder")
     entries = sorted(p.name for p in folder.iterdir())
     if not entries or _owner(folder) == stage or (signature is not None and signature in entries):
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from scot_data.cli.common import FORCE_HELP, _out_folder, console, reports_input_errors
+from scot_data.cli.common import FORCE_HELP, console, reports_input_errors
 
 
 @reports_input_errors
@@ -29,7 +29,7 @@ def ablate_command(
     from scot_data.evaluate.report import write_report
 
     cfg = load_ablation(spec)
-    results = run_ablation(cfg, _out_folder(out), show_progress=progress, force=force)
+    results = run_ablation(cfg, out, show_progress=progress, force=force)
     tables = ablation_tables(results)
     for table in tables:
         shown = Table(title=table["title"], caption=table["note"])

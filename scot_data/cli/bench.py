@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from pydantic import TypeAdapter
 
-from scot_data.cli.common import FORCE_HELP, _out_folder, _validated, print_summary, reports_input_errors
+from scot_data.cli.common import FORCE_HELP, _validated, print_summary, reports_input_errors
 from scot_data.errors import ScotInputError
 
 bench_app = typer.Typer(help="Benchmarks this project builds.", no_args_is_help=True)
@@ -29,7 +29,7 @@ def bench_build_clipart(
     from scot_data.evaluate.clipart import ClipartBenchConfig, build_clipart_benchmark
 
     cfg = _validated(TypeAdapter(ClipartBenchConfig), {"queries_per_kind": queries_per_kind, "seed": seed})
-    summary = build_clipart_benchmark(captions, _out_folder(out), cfg, show_progress=progress, force=force)
+    summary = build_clipart_benchmark(captions, out, cfg, show_progress=progress, force=force)
     print_summary(f"clip-art benchmark -> {out}", asdict(summary))
 
 

@@ -10,7 +10,7 @@ import typer
 from pydantic import TypeAdapter
 
 from scot_data.captions.config import FORMATS, CaptionsConfig
-from scot_data.cli.common import FORCE_HELP, _out_folder, _validated, print_summary, reports_input_errors
+from scot_data.cli.common import FORCE_HELP, _validated, print_summary, reports_input_errors
 from scot_data.errors import ScotInputError
 
 captions_app = typer.Typer(help="The caption stage.", no_args_is_help=True)
@@ -59,7 +59,7 @@ def captions_ingest(
             "caption_column": caption_column,
         }
     )
-    summary = ingest_captions(config, _out_folder(out), show_progress=progress, force=force)
+    summary = ingest_captions(config, out, show_progress=progress, force=force)
     print_summary(f"captions -> {out}", summary.__dict__)
 
 
@@ -86,5 +86,5 @@ def captions_scenes(
         {"count": count, "edits_per_scene": edits_per_scene, "render_targets": render_targets, "seed": seed},
     )
     finished_manifest(captions, "captions", "--captions")
-    summary = build_scenes(captions, _out_folder(out), config, show_progress=progress, force=force)
+    summary = build_scenes(captions, out, config, show_progress=progress, force=force)
     print_summary(f"scenes -> {out}", asdict(summary))

@@ -14,7 +14,6 @@ from scot_data.cli.common import (
     FORCE_HELP,
     _checked_device,
     _in_folder,
-    _out_folder,
     _validated,
     reports_input_errors,
 )
@@ -54,6 +53,6 @@ def embed_command(
     }, flags={"num_workers": "--workers"})  # fmt: skip
     for source in reuse or ():
         _in_folder(source, "--reuse")
-    summary = embed_stage(cfg, captions, triplets, _out_folder(out), show_progress=progress,
+    summary = embed_stage(cfg, captions, triplets, out, show_progress=progress,
                           reuse=reuse or (), force=force)  # fmt: skip
     typer.echo(json.dumps(asdict(summary), indent=2))

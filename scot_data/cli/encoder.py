@@ -13,7 +13,6 @@ from scot_data.cli.common import (
     FORCE_HELP,
     _at_least,
     _checked_device,
-    _out_folder,
     console,
     reports_input_errors,
 )
@@ -47,7 +46,7 @@ def encoder_fit_lit(
     _at_least(workers, 0, "--workers")
     config = FitLitConfig(seed=seed, held_out_fraction=held_out_fraction, max_steps=max_steps,
                           num_workers=workers, device=_checked_device(device))  # fmt: skip
-    fit_lit_from_captions(captions, _out_folder(out), config, show_progress=progress, force=force)
+    fit_lit_from_captions(captions, out, config, show_progress=progress, force=force)
 
 
 @encoder_app.command("recall")

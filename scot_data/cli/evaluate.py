@@ -56,7 +56,7 @@ def eval_command(
     _in_folder(image_root, "--image-root")
     if cache is not None:
         _out_folder(cache, "--cache")
-    results = evaluate(cfg, _out_folder(out), cache, show_progress=progress, force=force)
+    results = evaluate(cfg, out, cache, show_progress=progress, force=force)
     print_metrics(results)
     typer.echo(f"report: {write_report(results, out)}")
 

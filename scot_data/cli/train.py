@@ -12,7 +12,6 @@ from pydantic import TypeAdapter
 from scot_data.cli.common import (
     FORCE_HELP,
     _checked_device,
-    _out_folder,
     _validated,
     print_summary,
     reports_input_errors,
@@ -48,6 +47,6 @@ def train_command(
          "target": target, "device": _checked_device(device),
          "loss": {"caption_hard_negative": hard_negative}},
     )  # fmt: skip
-    summary = train_combiner(config, embeddings, triplets, _out_folder(out), show_progress=progress,
+    summary = train_combiner(config, embeddings, triplets, out, show_progress=progress,
                              force=force)  # fmt: skip
     print_summary(f"combiner -> {out}", asdict(summary))

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from pydantic import TypeAdapter
 
-from scot_data.cli.common import FORCE_HELP, _out_folder, _validated, print_summary, reports_input_errors
+from scot_data.cli.common import FORCE_HELP, _validated, print_summary, reports_input_errors
 from scot_data.errors import ScotInputError
 from scot_data.triplets.config import BACKENDS, DEFAULT_PROMPT, TripletsConfig
 
@@ -55,7 +55,7 @@ def triplets_generate(
         },
     )
     finished_manifest(captions, "captions", "--captions")
-    summary = generate_triplets(config, captions, _out_folder(out), show_progress=progress, force=force)
+    summary = generate_triplets(config, captions, out, show_progress=progress, force=force)
     print_summary(f"triplets -> {out}", summary.__dict__)
 
 
@@ -85,7 +85,7 @@ def triplets_filter(
     config = _validated(TypeAdapter(FilterConfig), {**switches, "low": low, "high": high, "prompt": prompt})
     if config.few_shot_copy:
         load_prompt(config.prompt)  # a missing or broken prompt is named before any work
-    summary = filter_triplets(triplets, _out_folder(out), config, embeddings_dir=embeddings, encoder=encoder,
+    summary = filter_triplets(triplets, out, config, embeddings_dir=embeddings, encoder=encoder,
                               force=force)  # fmt: skip
     print_summary(f"filtered triplets -> {out}", summary.__dict__)
 
@@ -136,5 +136,5 @@ def triplets_mix(
 
 
     sources = [parse_source(s) for s in source]
-    summary = mix_triplets(sources, _out_folder(out), total=total, seed=seed, force=force)
+    summary = mix_triplets(sources, out, total=total, seed=seed, force=force)
     print_summary(f"mixed triplets -> {out}", summary.__dict__)
