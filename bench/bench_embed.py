@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.embed import EmbedConfig, embed_stage, iter_wds_blocks
 from scot_data.embed.plan import get_encoder, wanted_texts
 from scot_data.embed.records import PARQUET_OPTIONS, images_schema, to_column
@@ -110,7 +110,7 @@ def shard_read(tmp: Path, rows: int, dim: int) -> dict[str, float]:
     part.parent.mkdir(parents=True)
     table = pa.table([pa.array(row_ids), to_column(matrix)], schema=images_schema(dim, "bench"))
     pq.write_table(table, part, **PARQUET_OPTIONS)
-    write_manifest(out, "embeddings", {}, [], {}, extra={"parts": {"images": [part.name], "texts": []},
+    write_manifest(out, stages.EMBED, {}, [], {}, extra={"parts": {"images": [part.name], "texts": []},
                                                            "embedding": {"dim": dim}})  # fmt: skip
     tar_bytes = sum(p.stat().st_size for p in shards)
     results = {}

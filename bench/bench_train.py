@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from scot_data.combiner.synthetic import write_synthetic_cache
-from scot_data.combiner.train import (
+from scot_data.train.stage import (
     TrainConfig,
     TrainModule,
     epoch_order,
@@ -33,7 +32,8 @@ from scot_data.combiner.train import (
     resolve_device,
     split_rows,
 )
-from scot_data.combiner.view import load_training_view
+from scot_data.train.synthetic import write_synthetic_cache
+from scot_data.train.view import load_training_view
 
 
 def _sync(device: torch.device) -> None:

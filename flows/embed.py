@@ -40,6 +40,7 @@ from scot_data.embed.stage import (
     finish,
     prepare,
 )
+from scot_data.encoders.factory import EncoderSpec
 from scot_data.images import ImageItem
 from scot_data.manifest import read_manifest
 from scot_data.outdir import stage_folder
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-shards", type=int, default=1, help="image tasks that may run side by side")
     add_runner_arguments(parser)
     args = parser.parse_args(argv)
-    config = EmbedConfig(encoder=args.encoder).model_dump(mode="json")
+    config = EmbedConfig(encoder=EncoderSpec.parse(args.encoder)).model_dump(mode="json")
     run = on_runner(embed_flow, **runner_options(args))
     print(run(config, args.captions, args.triplets, args.out, args.image_shards))
 

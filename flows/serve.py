@@ -5,12 +5,12 @@
 * ``scot-triplets-watch`` runs every ``--every`` seconds: each new finished caption
   directory under ``--captions-root`` gets triplets under ``OUT_ROOT/triplets``;
 * ``scot-embed-watch`` runs on the same interval: each new finished triplet directory
-  there gets embeddings under ``OUT_ROOT/embeddings`` (with its captions).
+  there gets embeddings under ``OUT_ROOT/embed`` (with its captions).
 
 So new caption files become triplets on one tick and embeddings on the next. The watches
-take their options from the spec's ``triplets:`` and ``encoder:`` sections (the triplet
+take their options from the spec's ``triplets:`` and ``embed:`` sections (the triplet
 watch needs its LLM endpoints up: it does not start the spec's embedded server, and
-``encoder.fit_lit`` is not applied per directory). A watch deployment runs one at a time,
+``embed.fit_lit`` is not applied per directory). A watch deployment runs one at a time,
 so a slow run is not overtaken by the next tick.
 
 Run: ``python -m flows.serve --captions-root DIR --out-root DIR --spec pipelines/demo.yaml
@@ -32,18 +32,14 @@ from flows.runners import add_runner_arguments, runner_options
 from flows.triplets import triplets_watch_flow
 from scot_data import stages
 from scot_data.embed.config import EmbedConfig
-from scot_data.pipeline import spec_encoder
-from scot_data.spec import EncoderConfig, PipelineSpec, load_spec
+from scot_data.spec import PipelineSpec, load_spec
 from scot_data.triplets.config import TripletsConfig
 
 
 def watch_configs(spec: PipelineSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """The triplet and embedding configs the watches use, from the spec (defaults if absent)."""
     triplets = spec.triplets or TripletsConfig()
-    encoder = spec.encoder or EncoderConfig()
-    embed = EmbedConfig(
-        encoder=spec_encoder(encoder), device=encoder.device, image_batch_size=encoder.batch_size
-    )
+    embed = spec.embed or EmbedConfig()
     return triplets.model_dump(mode="json"), embed.model_dump(mode="json")
 
 
@@ -81,7 +77,7 @@ def deployments(
             parameters={
                 "captions_root": captions,
                 "triplets_root": str(out / stages.TRIPLETS),
-                "out_root": str(out / stages.EMBEDDINGS),
+                "out_root": str(out / stages.EMBED),
                 "config": embed_config,
                 "image_shards": image_shards,
                 **runner,

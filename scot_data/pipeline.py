@@ -21,17 +21,16 @@ import rich
 
 from scot_data import stages
 from scot_data.captions.ingest import ingest_captions
-from scot_data.combiner.train import train_combiner
-from scot_data.embed.config import EmbedConfig
 from scot_data.embed.stage import embed_stage
 from scot_data.errors import ScotInputError
 from scot_data.fit_lit.stage import fit_lit_from_captions
 from scot_data.llm.embedded import llm_endpoint
 from scot_data.manifest import read_manifest
-from scot_data.spec import EncoderConfig, PipelineSpec
+from scot_data.spec import PipelineSpec
+from scot_data.train.stage import train_combiner
 from scot_data.triplets.generate import generate_triplets, stage_complete
 
-STAGE_ORDER = ("captions", "triplets", "encoder", "train", "evaluate")
+STAGE_ORDER = (stages.CAPTIONS, stages.TRIPLETS, stages.EMBED, stages.TRAIN, stages.EVALUATE)
 COUNT_KEYS = ("rows", "images", "captions", "triplets", "rejects", "duplicates", "texts", "steps", "val_recall_at_1")
 
 
@@ -106,32 +105,20 @@ def _run_triplets(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
         return asdict(generate_triplets(live, captions, out, show_progress=show_progress))
 
 
-def spec_encoder(encoder_cfg: EncoderConfig) -> str:
-    """A pipeline spec's ``encoder:`` section as an encoder spec string."""
-    backend, model, pretrained = encoder_cfg.backend, encoder_cfg.model, encoder_cfg.pretrained
-    if backend == "lit-mini":
-        return "lit-mini" + (f"@{pretrained}" if pretrained else "")
-    return f"{backend}:{model}" + (f"@{pretrained}" if pretrained else "")
-
-
 def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
-    """``scot run``'s encoder stage: ``<out>/captions`` + ``<out>/triplets`` -> ``<out>/embeddings``."""
-    assert spec.encoder is not None
-    encoder = spec.encoder
-    if encoder.backend == "lit-mini" and encoder.fit_lit:
+    """``<out>/captions`` + ``<out>/triplets`` -> ``<out>/embed``, after fitting lit-mini's
+    heads on the run's captions into ``<out>/fit-lit`` when the section asks for it."""
+    cfg = spec.embed
+    assert cfg is not None
+    if cfg.fit_lit:
         # fit_lit draws on stderr by default, which would tear a live view of the whole
         # run: under one, its bars go to the view's console, where they nest.
         console = rich.get_console() if _shares_live_display() else None
-        fit = fit_lit_from_captions(stage_dir(spec, stages.CAPTIONS), stage_dir(spec, stages.LIT_MINI),
+        fit = fit_lit_from_captions(stage_dir(spec, stages.CAPTIONS), stage_dir(spec, stages.FIT_LIT),
                                     show_progress=show_progress, console=console)  # fmt: skip
-        encoder = encoder.model_copy(update={"pretrained": fit.heads})
-    cfg = EmbedConfig(
-        encoder=spec_encoder(encoder),
-        device=spec.encoder.device,
-        image_batch_size=spec.encoder.batch_size,
-    )
+        cfg = cfg.model_copy(update={"encoder": cfg.encoder.model_copy(update={"weights": fit.heads})})
     triplets = stage_dir(spec, stages.TRIPLETS) if spec.triplets is not None else None
-    summary = embed_stage(cfg, stage_dir(spec, stages.CAPTIONS), triplets, stage_dir(spec, stages.EMBEDDINGS),
+    summary = embed_stage(cfg, stage_dir(spec, stages.CAPTIONS), triplets, stage_dir(spec, stages.EMBED),
                           show_progress=show_progress)  # fmt: skip
     return asdict(summary)
 
@@ -139,17 +126,17 @@ def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
 def _run_train(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     """The Combiner, trained from the embedding cache and the triplets."""
     assert spec.train is not None
-    if spec.encoder is None or spec.triplets is None:
-        raise ScotInputError("the train stage needs the spec's triplets and encoder sections")
-    summary = train_combiner(spec.train, stage_dir(spec, stages.EMBEDDINGS), stage_dir(spec, stages.TRIPLETS),
-                             stage_dir(spec, stages.COMBINER), show_progress=show_progress)  # fmt: skip
+    if spec.embed is None or spec.triplets is None:
+        raise ScotInputError("the train stage needs the spec's triplets and embed sections")
+    summary = train_combiner(spec.train, stage_dir(spec, stages.EMBED), stage_dir(spec, stages.TRIPLETS),
+                             stage_dir(spec, stages.TRAIN), show_progress=show_progress)  # fmt: skip
     return asdict(summary)
 
 
 def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     """Each benchmark of the spec (built first when asked) on each of its splits, with the
     run's Combiner when it has one; results.json, queries.parquet and report.html per split
-    under ``<out>/eval/<name>-<split>``. The summary keys tables by "<part> <split>"."""
+    under ``<out>/evaluate/<name>-<split>``. The summary keys tables by "<part> <split>"."""
     from scot_data.evaluate.evaluate import EvalConfig, evaluate
     from scot_data.evaluate.gallery import encoder_cache
     from scot_data.evaluate.registry import get_benchmark
@@ -159,22 +146,20 @@ def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"metrics": {}, "deltas": {}, "reports": []}
     if not spec.evaluate.benchmarks:
         return summary
-    combiner = stage_dir(spec, stages.COMBINER) / "combiner.safetensors" if spec.train is not None else None
-    embeddings = read_manifest(stage_dir(spec, stages.EMBEDDINGS))
+    combiner = stage_dir(spec, stages.TRAIN) / "combiner.safetensors" if spec.train is not None else None
+    embeddings = read_manifest(stage_dir(spec, stages.EMBED))
     if embeddings is None:
-        raise ScotInputError(
-            f"{stage_dir(spec, stages.EMBEDDINGS)}: the evaluate stage needs the encoder stage's output"
-        )
+        raise ScotInputError(f"{stage_dir(spec, stages.EMBED)}: the evaluate stage needs the embed stage's output")
     encoder = embeddings["encoder"]["spec"]
-    cache = encoder_cache(stage_dir(spec, stages.EVAL) / "cache", encoder)
+    cache = encoder_cache(stage_dir(spec, stages.EVALUATE) / "cache", encoder)
     for bench in spec.evaluate.benchmarks:
         entry = get_benchmark(bench.name)
         if bench.build and entry.build is not None:
             entry.build(stage_dir(spec, stages.CAPTIONS), bench.data, bench.queries_per_kind, show_progress)
         for split in bench.splits:
-            out = stage_dir(spec, stages.EVAL) / f"{bench.name}-{split}"
+            out = stage_dir(spec, stages.EVALUATE) / f"{bench.name}-{split}"
             cfg = EvalConfig(benchmark=bench.name, data=bench.data, split=split, combiner=combiner, encoder=encoder,
-                             device=spec.encoder.device if spec.encoder else "auto")  # fmt: skip
+                             device=spec.embed.device if spec.embed else "auto")  # fmt: skip
             results = evaluate(cfg, out, cache, show_progress=show_progress)
             summary["metrics"].update({f"{part} {split}": m for part, m in results["metrics"].items()})
             summary["deltas"].update({f"{part} {split}": d for part, d in results["deltas"].items()})
@@ -183,11 +168,11 @@ def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[PipelineSpec, bool], dict[str, Any]]] = {
-    "captions": _run_captions,
-    "triplets": _run_triplets,
-    "encoder": _run_embed,
-    "train": _run_train,
-    "evaluate": _run_evaluate,
+    stages.CAPTIONS: _run_captions,
+    stages.TRIPLETS: _run_triplets,
+    stages.EMBED: _run_embed,
+    stages.TRAIN: _run_train,
+    stages.EVALUATE: _run_evaluate,
 }
 
 

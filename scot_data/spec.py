@@ -1,80 +1,59 @@
-"""Pipeline specs: one YAML file names the inputs, the LLM, the encoder and the outputs of a run.
+"""Pipeline specs: one YAML file names the inputs and options of every stage of a run.
 
-Every section is a pydantic model that forbids unknown keys, so ``captoins:`` or a
-misspelt option fails with the file and the key instead of silently doing nothing.
-Stages whose implementation has not landed yet are still validated, so a spec written
-for the whole paper-scale run is checked today.
+A spec composes the stages' own configs, one section per stage under the stage's name
+(``captions``, ``triplets``, ``embed``, ``train``, ``evaluate``: :mod:`scot_data.stages`).
+Every section forbids unknown keys, so ``captoins:`` or a misspelt option fails with the
+file and the key instead of silently doing nothing; a section renamed since an older spec
+is named in the error.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scot_data.captions.config import CaptionsConfig
-from scot_data.combiner.config import TrainConfig
+from scot_data.embed.config import EmbedConfig
 from scot_data.errors import ScotInputError
-from scot_data.evaluate.registry import benchmark_names, get_benchmark
+from scot_data.evaluate.config import EvaluateConfig
+from scot_data.train.config import TrainConfig
 from scot_data.triplets.config import TripletsConfig
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EncoderConfig(_Section):
-    """The frozen encoder whose embeddings are cached."""
-
-    backend: Literal["open_clip", "hf", "lit-mini"] = "lit-mini"
-    model: str = "lit-mini"
-    pretrained: str | None = Field(None, description="open_clip pretrained tag, a local checkpoint, or lit-mini heads")
-    fit_lit: bool = Field(False, description="lit-mini only: fit its heads on this run's captions first")
-    batch_size: int = Field(64, ge=1)
-    device: str = "auto"
-
-
-class BenchmarkConfig(_Section):
-    """One composed-retrieval benchmark in its official layout (names: the evaluation registry)."""
-
-    name: Literal[benchmark_names()]  # type: ignore[valid-type]
-    data: Path
-    splits: tuple[str, ...] = Field(
-        ("val",), min_length=1, description="splits to score, each into eval/<name>-<split>; hidden test splits get submission files"
-    )
-    build: bool = Field(False, description="build it first from this run's held-out captions (clipart)")
-    queries_per_kind: int = Field(100, ge=1, description="build: queries of each edit kind, per split")
-
-    @model_validator(mode="after")
-    def _buildable(self) -> BenchmarkConfig:
-        if self.build and get_benchmark(self.name).build is None:
-            raise ValueError(f"build: {self.name} ships its own files; only a benchmark with a builder is built")
-        return self
-
-
-class EvaluateConfig(_Section):
-    benchmarks: list[BenchmarkConfig] = Field(default_factory=list)
-
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 """A run name is one path component inside ``shards/``: no separator, no leading dot (so
 neither ``..`` nor a hidden folder), so the default output never lands outside it."""
 
 
-class PipelineSpec(_Section):
+RENAMED_SECTIONS = {"encoder": "embed"}
+"""Sections of older specs, named in the error instead of a bare "unknown key"."""
+
+
+class PipelineSpec(BaseModel):
     """A whole run: every stage's options and where the outputs go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="the run's name; the default output folder is shards/<name>")
     description: str = ""
     output_dir: Path | None = Field(None, description="default: shards/<name>")
     captions: CaptionsConfig
     triplets: TripletsConfig | None = None
-    encoder: EncoderConfig | None = None
+    embed: EmbedConfig | None = None
     train: TrainConfig | None = None
     evaluate: EvaluateConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_sections(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in RENAMED_SECTIONS.items():
+                if old in data:
+                    raise ValueError(f"section {old!r} is now {new!r} (the stage's name everywhere)")
+        return data
 
     @field_validator("name")
     @classmethod
@@ -89,10 +68,11 @@ class PipelineSpec(_Section):
 
 
 def _describe(error: dict) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    location = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{location}: unknown key"
-    return f"{location}: {error['msg']}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

@@ -1,11 +1,11 @@
-"""Stage names: what each finished folder's manifest says it is, and the folder each stage
-writes under a run's ``out`` (``scot run``, the Prefect flows and watches)."""
+"""Stage names: one name per stage for its spec section, its CLI command, its package, the
+folder it writes under a run's ``out`` and the ``stage`` its manifest records."""
 
 from __future__ import annotations
 
 CAPTIONS = "captions"
 TRIPLETS = "triplets"
-EMBEDDINGS = "embeddings"
-LIT_MINI = "lit-mini"
-COMBINER = "combiner"
-EVAL = "eval"
+FIT_LIT = "fit-lit"
+EMBED = "embed"
+TRAIN = "train"
+EVALUATE = "evaluate"

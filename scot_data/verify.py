@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from scot_data import stages
 from scot_data.errors import ScotInputError
 from scot_data.hashing import sha256_file, sha256_stream
 from scot_data.outdir import refuse_if_writing
@@ -78,7 +79,7 @@ def verify(
     if manifest is None:
         return [f"{directory}/{MANIFEST_NAME}: missing (the stage has not finished there)"]
     problems: list[str] = []
-    embeddings = manifest.get("stage") == "embeddings"
+    embeddings = manifest.get("stage") == stages.EMBED
     dim = int(manifest.get("embedding", {}).get("dim", 0)) if embeddings else 0
     shard_rows = {s["name"]: s for s in manifest.get("shards", [])}
     for name, meta in sorted(manifest.get("outputs", {}).items()):

@@ -6,7 +6,7 @@ set -euo pipefail
 SCOT=${SCOT:-.venv/bin/scot}
 D=shards/demo
 NEW=lit-mini@$D/lit-mini-scenes/heads.safetensors
-OLD=lit-mini@$D/lit-mini/heads.safetensors
+OLD=lit-mini@$D/fit-lit/heads.safetensors
 PORT=${SCOT_LLM_PORT:-8011}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
@@ -50,4 +50,4 @@ $SCOT embed --captions $D/scenes-x4/captions --triplets $D/scenes-x4/triplets-wi
   --out $D/scenes-x4/embeddings-with-llm --reuse $D/scenes-x4/embeddings-new --reuse $D/scenes/embeddings-llm --no-progress
 
 # The LLM's single-object triplets of the demo, filtered (the demo's own cache scores them).
-$SCOT triplets filter --triplets $D/triplets --out $D/triplets-filtered --embeddings $D/embeddings
+$SCOT triplets filter --triplets $D/triplets --out $D/triplets-filtered --embeddings $D/embed

@@ -22,11 +22,7 @@ import torch
 
 from scot_data.captions.config import CocoCaptions
 from scot_data.captions.ingest import ingest_captions
-from scot_data.combiner import train as train_module
 from scot_data.combiner.checkpoint import latest_checkpoint
-from scot_data.combiner.synthetic import PART, write_synthetic_cache
-from scot_data.combiner.train import TrainConfig, train_combiner
-from scot_data.combiner.view import load_training_view
 from scot_data.embed import shards as shards_module
 from scot_data.embed.records import PARQUET_OPTIONS, to_column, to_matrix
 from scot_data.embed.shards import block_json, iter_wds_blocks, npy_bytes
@@ -36,6 +32,10 @@ from scot_data.evaluate.retriever import Retriever
 from scot_data.images import ImageDataset, ImageItem
 from scot_data.manifest import read_manifest, write_manifest
 from scot_data.outdir import holds, stage_folder
+from scot_data.train import stage as train_module
+from scot_data.train.stage import TrainConfig, train_combiner
+from scot_data.train.synthetic import PART, write_synthetic_cache
+from scot_data.train.view import load_training_view
 from scot_data.verify import verify
 
 SMALL = {
@@ -493,7 +493,7 @@ def test_out_on_a_foreign_folder_is_refused_and_nothing_there_is_touched(
 def test_folder_of_another_stage_is_refused_and_its_manifest_kept(coco_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "d"
     out.mkdir()
-    manifest = json.dumps({"stage": "embeddings", "outputs": {}})
+    manifest = json.dumps({"stage": "embed", "outputs": {}})
     (out / "manifest.json").write_text(manifest)
     code, output = _scot(*_ingest_args(coco_dir, out))
     assert code == 2 and "not empty and not a captions folder" in output

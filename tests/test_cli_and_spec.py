@@ -100,11 +100,33 @@ def test_cli_spec_error_exit_code(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"error: {path}: captions.openclipart.colour: unknown key"
 
 
+def test_an_old_section_name_is_one_line_naming_the_new_one(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, {"name": "x", "captions": {"format": "openclipart", "input": "svg"},
+                                 "encoder": {"backend": "lit-mini", "fit_lit": True}})  # fmt: skip
+    result = scot("spec", "check", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path}: section 'encoder' is now 'embed' (the stage's name everywhere)"
+
+
+def test_the_embed_section_takes_the_encoder_as_text_or_mapping_and_checks_the_backend(tmp_path: Path) -> None:
+    base = {"name": "x", "captions": {"format": "openclipart", "input": "svg"}}
+    as_text = load_spec(write_spec(tmp_path, {**base, "embed": {"encoder": "open_clip:ViT-B-32@/w.pt"}}))
+    as_mapping = load_spec(write_spec(tmp_path, {**base, "embed": {
+        "encoder": {"backend": "open_clip", "model": "ViT-B-32", "weights": "/w.pt"}}}))  # fmt: skip
+    assert as_text.embed == as_mapping.embed and str(as_text.embed.encoder) == "open_clip:ViT-B-32@/w.pt"
+    with pytest.raises(ScotInputError, match=r"embed.encoder.backend: unknown backend 'clip9'"):
+        load_spec(write_spec(tmp_path, {**base, "embed": {"encoder": "clip9:big"}}))
+    with pytest.raises(ScotInputError, match=r"embed.encoder.pretrained: unknown key"):
+        load_spec(write_spec(tmp_path, {**base, "embed": {"encoder": {"backend": "lit-mini", "pretrained": "h"}}}))
+    with pytest.raises(ScotInputError, match=r"fit_lit: fits lit-mini heads; the encoder is open_clip:ViT-B-32"):
+        load_spec(write_spec(tmp_path, {**base, "embed": {"encoder": "open_clip:ViT-B-32", "fit_lit": True}}))
+
+
 @pytest.mark.parametrize("name", ["demo", "coco-290k"])
 def test_shipped_specs_validate(name: str) -> None:
     spec = load_spec(REPO / "pipelines" / f"{name}.yaml")
     assert spec.name == name and spec.out == Path("shards") / name
-    assert spec.triplets is not None and spec.encoder is not None
+    assert spec.triplets is not None and spec.embed is not None
 
 
 @pytest.mark.parametrize("name", ["clipart", "demo"])
@@ -115,7 +137,7 @@ def test_shipped_ablations_choose_on_val_and_report_test(name: str) -> None:
     assert (ablation.select_split, ablation.report_split) == ("val", "test") and len(ablation.seeds) == 3
     demo = load_spec(REPO / "pipelines" / "demo.yaml")
     assert demo.evaluate is not None and demo.evaluate.benchmarks[0].splits == ("val", "test")
-    assert ablation.benchmark == demo.evaluate.benchmarks[0].data and ablation.cache == demo.out / "eval" / "cache"
+    assert ablation.benchmark == demo.evaluate.benchmarks[0].data and ablation.cache == demo.out / "evaluate" / "cache"
 
 
 def test_run_skips_complete_stage_and_reruns_on_change(coco_dir: Path, tmp_path: Path) -> None:
@@ -154,7 +176,7 @@ def test_run_evaluates_a_real_benchmark_on_each_split(coco_dir: Path, tiny_spec:
         "captions": {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
                      "images": str(coco_dir / "train2017")},
         "triplets": {"backend": "template"},
-        "encoder": {"backend": "open_clip", "model": tiny_spec.split(":", 1)[1], "device": "cpu"},
+        "embed": {"encoder": tiny_spec, "device": "cpu"},
         "train": {"epochs": 2, "batch_size": 4, "device": "cpu", "val_fraction": 0.0},
         "evaluate": {"benchmarks": [{"name": "cirr", "data": str(bench), "splits": ["val", "test"]}]},
     }  # fmt: skip
@@ -166,7 +188,7 @@ def test_run_evaluates_a_real_benchmark_on_each_split(coco_dir: Path, tiny_spec:
         assert set(metrics) == {"image_only", "text_only", "sum", "combiner"}
         assert metrics["image_only"]["R@1"] == 100.0 and metrics["image_only"]["R_subset@1"] == 100.0
         assert deltas["image_only"]["R@1"]["mean"] == pytest.approx(100.0 - metrics["sum"]["R@1"], abs=0.051)
-        ranks = pq.read_table(tmp_path / "run" / "eval" / f"cirr-{split}" / "queries.parquet")
+        ranks = pq.read_table(tmp_path / "run" / "evaluate" / f"cirr-{split}" / "queries.parquet")
         assert ranks.column("rank_image_only").to_pylist() == [1] * COPIES
         assert all(0.0 < lam < 1.0 for lam in ranks.column("lambda").to_pylist())
     assert [Path(p).parent.name for p in summary["reports"]] == ["cirr-val", "cirr-test"]
@@ -322,7 +344,7 @@ def test_lit_mini_fit_draws_on_the_live_views_console(coco_dir: Path, tmp_path: 
     body = {"name": "t", "output_dir": str(tmp_path / "run"),
             "captions": {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
                          "images": str(coco_dir / "train2017")},
-            "encoder": {"backend": "lit-mini", "fit_lit": True}}  # fmt: skip
+            "embed": {"encoder": "lit-mini", "fit_lit": True}}  # fmt: skip
     spec = load_spec(write_spec(tmp_path, body))
     calls = []
 
@@ -331,10 +353,10 @@ def test_lit_mini_fit_draws_on_the_live_views_console(coco_dir: Path, tmp_path: 
         raise ScotInputError("stop after the fit")  # the embedding itself is not under test
 
     monkeypatch.setattr(pipeline, "fit_lit_from_captions", fit)
-    view = PipelineView("t", ["encoder"])
+    view = PipelineView("t", ["embed"])
     with view, pipeline.observed_by(view):
         with pytest.raises(ScotInputError):
-            pipeline.RUNNERS["encoder"](spec, True)
+            pipeline.RUNNERS["embed"](spec, True)
     with pytest.raises(ScotInputError):
-        pipeline.RUNNERS["encoder"](spec, True)
+        pipeline.RUNNERS["embed"](spec, True)
     assert calls == [(True, rich.get_console()), (True, None)]

@@ -22,7 +22,7 @@ import typer
 from typer.testing import CliRunner
 
 from scot_data.cli import app
-from scot_data.combiner.synthetic import write_synthetic_cache
+from scot_data.train.synthetic import write_synthetic_cache
 
 USAGE = None
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("extra", USAGE),
         ("--port 8000", USAGE),
     ],
-    "encoder fit-lit": [
+    "fit-lit": [
         ("--captions {missing} --out {out}", "{missing}"),
         ("--captions {garbage} --out {out}", "{garbage}"),
         ("--captions {garbage_parquet} --out {out}", "{garbage_parquet}"),
@@ -248,7 +248,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("--embeddings {embeddings} --triplets {triplets} --out {out} --device tpu", "--device"),
         ("--embeddings {embeddings} --triplets {triplets} --out {out} --device cuda:99", "--device"),
     ],
-    "eval": [
+    "evaluate": [
         ("--benchmark nosuch --data {cirr} --out {out}", "--benchmark"),
         ("--benchmark cirr --data {missing} --out {out} --encoder {tiny}", "{missing}"),
         ("--benchmark cirr --data {garbage} --out {out} --encoder {tiny}", "{garbage}"),

@@ -13,24 +13,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from scot_data import ids
-from scot_data.combiner import (
-    Combiner,
-    CombinerConfig,
-    LossConfig,
-    ScotLoss,
-    TrainConfig,
-    TrainSummary,
-    compose_queries,
-    load_combiner,
-    train_combiner,
-)
-from scot_data.combiner.synthetic import write_synthetic_cache
-from scot_data.combiner.train import make_split, nearest_images, read_metrics
-from scot_data.combiner.view import load_training_view
+from scot_data.combiner import Combiner, CombinerConfig, compose_queries, load_combiner
 from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
 from scot_data.manifest import describe_outputs, read_manifest
 from scot_data.outdir import LOCK_FILE
+from scot_data.train import LossConfig, ScotLoss, TrainConfig, TrainSummary, train_combiner
+from scot_data.train.stage import make_split, nearest_images, read_metrics
+from scot_data.train.synthetic import write_synthetic_cache
+from scot_data.train.view import load_training_view
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
 
@@ -129,7 +120,7 @@ def test_training_lowers_loss_and_beats_sum_on_held_out(cache, tmp_path):
     assert summary.val_recall_at_1 > summary.val_baselines["sum"] + 0.3
     assert summary.val_recall_at_1 > summary.val_baselines["text_only"] + 0.3
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["stage"] == "combiner" and "combiner.safetensors" in manifest["outputs"]
+    assert manifest["stage"] == "train" and "combiner.safetensors" in manifest["outputs"]
     combiner = load_combiner(tmp_path / "out" / "combiner.safetensors")
     assert combiner.dim == 32
     again = train_combiner(small_cfg(), *cache, tmp_path / "out", show_progress=False)

@@ -32,7 +32,6 @@ from safetensors.numpy import load_file
 from scot_data.atomic import TMP_MARK
 from scot_data.captions.config import TableCaptions
 from scot_data.captions.ingest import ingest_captions
-from scot_data.combiner.train import TrainConfig, train_combiner
 from scot_data.embed.shards import read_blocks
 from scot_data.embed.view import load_embeddings
 from scot_data.errors import ScotInputError
@@ -40,6 +39,7 @@ from scot_data.hashing import sha256_file
 from scot_data.manifest import MANIFEST_NAME, read_manifest
 from scot_data.pipeline import run_pipeline
 from scot_data.spec import load_spec
+from scot_data.train.stage import TrainConfig, train_combiner
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.generate import PARTS_DIR, generate_triplets
 from scot_data.verify import verify
@@ -55,13 +55,13 @@ COLOURS, OBJECTS = ("red", "blue", "green", "yellow"), ("car", "dog", "lamp", "b
 # so a kill in training has a checkpoint to resume from.
 PIPELINE = {
     "triplets": {"backend": "template", "batch_size": 2},
-    "encoder": {"backend": "open_clip", "model": TINY, "device": "cpu", "batch_size": 4},
+    "embed": {"encoder": {"backend": "open_clip", "model": TINY}, "device": "cpu", "image_batch_size": 4},
     "train": {"epochs": 3, "batch_size": 4, "device": "cpu", "checkpoint_every": 2, "val_fraction": 0.2},
     "evaluate": {"benchmarks": []},
 }
-STAGE_DIRS = {"captions": "captions", "triplets": "triplets", "encoder": "embeddings", "train": "combiner"}
+STAGE_DIRS = {"captions": "captions", "triplets": "triplets", "embed": "embed", "train": "train"}
 # Finished files in the stage folder before the kill: past the first part or checkpoint.
-KILL_AFTER_FILES = {"captions": 3, "triplets": 3, "encoder": 3, "train": 5}
+KILL_AFTER_FILES = {"captions": 3, "triplets": 3, "embed": 3, "train": 5}
 # The library's stage loop in the ``scot`` process itself: the drills test what the stages
 # leave on disk, and the Prefect engine would add its server's start and stage retries.
 RUN_OPTIONS = ("--engine", "local", "--no-progress")
@@ -169,12 +169,12 @@ def embeddings_content(embeddings: Path, shards: bool = True) -> dict[str, Any]:
 
 def pipeline_content(out: Path) -> dict[str, Any]:
     """Everything a whole run produced, by content: tables as rows, vectors, Combiner tensors."""
-    tensors = load_file(str(out / "combiner" / "combiner.safetensors"))
+    tensors = load_file(str(out / "train" / "combiner.safetensors"))
     return {
         "captions": pq.read_table(out / "captions" / "captions.parquet").to_pylist(),
         "triplets": pq.read_table(out / "triplets" / "triplets.parquet").to_pylist(),
         "triplet_rejects": pq.read_table(out / "triplets" / "rejects.parquet").to_pylist(),
-        **embeddings_content(out / "embeddings"),
+        **embeddings_content(out / "embed"),
         "combiner": {name: digest(t.tobytes()) for name, t in sorted(tensors.items())},
     }
 

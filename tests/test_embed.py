@@ -27,7 +27,6 @@ from PIL import Image
 
 from scot_data import ids
 from scot_data.captions.records import CAPTIONS_SCHEMA
-from scot_data.combiner.view import load_training_view
 from scot_data.embed import EmbedConfig, embed_stage, iter_wds_blocks, text_id
 from scot_data.embed import compute as embed_compute
 from scot_data.embed.records import to_matrix
@@ -35,6 +34,7 @@ from scot_data.embed.shards import plan_shards
 from scot_data.encoders import create_encoder
 from scot_data.manifest import read_manifest, write_manifest
 from scot_data.outdir import LOCK_FILE
+from scot_data.train.view import load_training_view
 from scot_data.triplets.records import TRIPLETS_SCHEMA
 from scot_data.verify import publish, verify
 from tests.conftest import CORRUPT_IMAGE, TINY, TINY_CONFIG, png_bytes

@@ -191,7 +191,7 @@ def test_lit_mini_identity_follows_the_heads(lit, tmp_path):
     save_heads(tmp_path / "b.safetensors", model)
     a = create_encoder(f"lit-mini@{tmp_path / 'a.safetensors'}", device="cpu").identity
     b = create_encoder(
-        EncoderSpec("lit-mini", weights=str(tmp_path / "b.safetensors"), device="cpu")
+        EncoderSpec(backend="lit-mini", weights=str(tmp_path / "b.safetensors")), device="cpu"
     ).identity
     assert a.trained and b.trained and "a.safetensors" in a.weights
     assert a.weights_sha256 == lit.identity.weights_sha256  # same seed, same random heads
@@ -292,7 +292,7 @@ def tiny_hf_dir(request, tmp_path_factory) -> tuple[Path, int]:
 def test_hf_backend_encodes_with_a_local_model(tiny_hf_dir):
     directory, dim = tiny_hf_dir
     encoder = create_encoder(f"hf:{directory}", device="cpu")
-    again = create_encoder({"backend": "hf", "model": str(directory), "device": "cpu"})
+    again = create_encoder({"backend": "hf", "model": str(directory)}, device="cpu")
     assert encoder.identity == again.identity
     assert (encoder.identity.backend, encoder.identity.dim, encoder.identity.trained) == ("hf", dim, True)
     transform = pickle.loads(pickle.dumps(encoder.image_transform))
@@ -359,10 +359,10 @@ def test_open_clip_loads_a_local_checkpoint(tiny_open_clip, tmp_path):
 
 def test_spec_strings_parse_and_print_back():
     cases = {
-        "lit-mini": EncoderSpec("lit-mini"),
-        "lit-mini@runs/heads.safetensors": EncoderSpec("lit-mini", weights="runs/heads.safetensors"),
-        "open_clip:ViT-L-14@openai": EncoderSpec("open_clip", "ViT-L-14", "openai"),
-        "hf:/models/clip": EncoderSpec("hf", "/models/clip"),
+        "lit-mini": EncoderSpec(backend="lit-mini"),
+        "lit-mini@runs/heads.safetensors": EncoderSpec(backend="lit-mini", weights="runs/heads.safetensors"),
+        "open_clip:ViT-L-14@openai": EncoderSpec(backend="open_clip", model="ViT-L-14", weights="openai"),
+        "hf:/models/clip": EncoderSpec(backend="hf", model="/models/clip"),
     }
     for text, spec in cases.items():
         assert EncoderSpec.parse(text) == spec and str(spec) == text
@@ -376,7 +376,8 @@ def test_spec_strings_parse_and_print_back():
         ("open_clip", "needs a model"),
         ("lit-mini:ViT-B-32", "takes no model"),
         ("hf:/x@openai", "takes no @weights"),
-        ({"backend": "lit-mini", "heads": "x"}, "unknown keys"),
+        ({"backend": "lit-mini", "heads": "x"}, "heads: Extra inputs are not permitted"),
+        ({"backend": "lit-mini", "pretrained": "x"}, "pretrained: Extra inputs"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(spec, message):
@@ -385,8 +386,14 @@ def test_bad_specs_say_what_is_wrong(spec, message):
 
 
 def test_register_backend_adds_a_builder(lit):
-    register_backend("test-same-lit", lambda spec: lit)
+    register_backend("test-same-lit", lambda spec, device, seed: lit)
     assert create_encoder("test-same-lit") is lit
+    # a registered backend is one a spec's embed section may name; an unknown one is not
+    from scot_data.embed.config import EmbedConfig
+
+    assert EmbedConfig(encoder="test-same-lit").encoder.backend == "test-same-lit"
+    with pytest.raises(ValueError, match="unknown backend 'test-other'"):
+        EmbedConfig(encoder={"backend": "test-other"})
 
 
 # ------------------------------------------------------------------------ head fitting

@@ -1,4 +1,4 @@
-"""``scot eval`` / ``scot search`` end to end on tiny benchmarks in the official layouts.
+"""``scot evaluate`` / ``scot search`` end to end on tiny benchmarks in the official layouts.
 
 A seeded tiny open_clip model embeds real PNG files. Figures are checked two ways, neither
 through the scoring code under test: recomputed from the encoder directly (encode, compose,
@@ -295,7 +295,7 @@ def test_search_cli_and_api_over_a_cache(tiny_spec, tmp_path):
     assert output["method"] == "combiner" and len(output["hits"]) == 4 and 0.0 < output["lam"] < 1.0
 
     missing = CliRunner().invoke(app, ["search", "--gallery", str(tmp_path), "--text", "x"])
-    assert missing.exit_code == 2 and "not a finished embeddings directory" in missing.output
+    assert missing.exit_code == 2 and "not a finished embed directory" in missing.output
 
 
 def two_split_layout(root: Path) -> Path:

@@ -6,8 +6,8 @@ for the demo (the first 150 of ``shards/demo/triplets/triplets.parquet`` in
 reading it: good = the modified caption is the caption changed as a sensible modification
 says; bad = copies, unrelated text, loops, no change, an instruction for a caption,
 nonsense (with a short ``why``). ``similarity`` is the cosine of the caption's and the
-modified caption's text embeddings from the demo cache (``shards/demo/embeddings``: the
-lit-mini encoder, ``lit-mini@shards/demo/lit-mini/heads.safetensors``, float16), stored so
+modified caption's text embeddings from the demo cache (``shards/demo/embed``: the
+lit-mini encoder, ``lit-mini@shards/demo/fit-lit/heads.safetensors``, float16), stored so
 the test needs no model and gives the same numbers everywhere.
 """
 
@@ -24,13 +24,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.atomic import TMP_MARK
 from scot_data.cli import app
-from scot_data.combiner.view import load_training_view
 from scot_data.embed.records import images_schema, text_id, texts_schema, to_column
 from scot_data.errors import ScotInputError
 from scot_data.manifest import read_manifest, write_manifest
+from scot_data.train.view import load_training_view
 from scot_data.triplets.filters import (
     FILTERS,
     LABELLED_SPLIT_SEED,
@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "labelled_triplets.jsonl"
 PROMPT = REPO / "pipelines" / "prompts" / "v1.yaml"
 DEMO_TRIPLETS = REPO / "shards" / "demo" / "triplets"
-DEMO_EMBEDDINGS = REPO / "shards" / "demo" / "embeddings"
+DEMO_EMBEDDINGS = REPO / "shards" / "demo" / "embed"
 DIM = 256
 
 
@@ -216,7 +216,7 @@ def write_cache(directory: Path, texts: list[str], image_ids: list[str], encoder
         (directory / kind).mkdir(parents=True)
         pq.write_table(table, directory / kind / "part-0.parquet")
     identity = {"model_name": encoder.identity.model_name, "weights_sha256": encoder.identity.weights_sha256}
-    write_manifest(directory, "embeddings", {}, [], {"texts/part-0.parquet": len(texts), "images/part-0.parquet": len(image_ids)},
+    write_manifest(directory, stages.EMBED, {}, [], {"texts/part-0.parquet": len(texts), "images/part-0.parquet": len(image_ids)},
                    extra={"parts": {"texts": ["part-0.parquet"], "images": ["part-0.parquet"]},
                           "embedding": {"dim": DIM}, "encoder": {"identity": identity}})  # fmt: skip
     return directory

@@ -100,7 +100,7 @@ def test_serve_builds_three_deployments(coco_dir: Path, tmp_path: Path, monkeypa
         "captions": {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
                      "images": str(coco_dir / "train2017")},
         "triplets": {"model": "scripted", "endpoints": ["http://127.0.0.1:9/v1"]},
-        "encoder": {"backend": "open_clip", "model": "ViT-B-32", "batch_size": 8},
+        "embed": {"encoder": "open_clip:ViT-B-32", "image_batch_size": 8},
     }))  # fmt: skip
     served = []
     monkeypatch.setattr(flows.serve, "serve", lambda *found: served.extend(found))

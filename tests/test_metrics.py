@@ -212,8 +212,8 @@ def test_readers_name_the_missing_file(tmp_path):
 
 
 def test_registry_is_the_one_list_of_benchmarks():
+    from scot_data.evaluate.config import BenchmarkConfig
     from scot_data.evaluate.evaluate import EvalConfig
-    from scot_data.spec import BenchmarkConfig
 
     assert list(BENCHMARKS) == ["fashioniq", "cirr", "circo", "clipart"]
     assert [row[:2] for row in protocol_table()] == [["fashioniq", "no"], ["cirr", "yes"], ["circo", "no"],

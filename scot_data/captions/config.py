@@ -44,7 +44,7 @@ DEFAULT_KEYWORD_STOPLIST = (
 )
 
 
-class _CaptionsBase(BaseModel):
+class CaptionsOptions(BaseModel):
     """Options every format shares: sampling and how the work is split."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,9 +67,9 @@ class _CaptionsBase(BaseModel):
         return self.source or self.format  # type: ignore[attr-defined]
 
 
-CAPTION_FORMATS: dict[str, type[_CaptionsBase]] = {}
+CAPTION_FORMATS: dict[str, type[CaptionsOptions]] = {}
 """Every input format by name, in the order declared (the registry the rest derives from)."""
-_Format = TypeVar("_Format", bound=type[_CaptionsBase])
+_Format = TypeVar("_Format", bound=type[CaptionsOptions])
 
 
 def caption_format(model: _Format) -> _Format:
@@ -82,7 +82,7 @@ def caption_format(model: _Format) -> _Format:
 
 
 @caption_format
-class CocoCaptions(_CaptionsBase):
+class CocoCaptions(CaptionsOptions):
     """The official COCO ``captions_*.json`` with its image folder."""
 
     format: Literal["coco"] = "coco"
@@ -91,7 +91,7 @@ class CocoCaptions(_CaptionsBase):
 
 
 @caption_format
-class WdsCaptions(_CaptionsBase):
+class WdsCaptions(CaptionsOptions):
     """img2dataset-style WebDataset tars: ``key.jpg|png|webp`` with ``key.txt`` and/or ``key.json``."""
 
     format: Literal["wds"] = "wds"
@@ -100,7 +100,7 @@ class WdsCaptions(_CaptionsBase):
 
 
 @caption_format
-class TableCaptions(_CaptionsBase):
+class TableCaptions(CaptionsOptions):
     """A Parquet or CSV table with an image column (paths or URLs) and a caption column."""
 
     format: Literal["table"] = "table"
@@ -111,7 +111,7 @@ class TableCaptions(_CaptionsBase):
 
 
 @caption_format
-class OpenclipartCaptions(_CaptionsBase):
+class OpenclipartCaptions(CaptionsOptions):
     """The SVG tree of Debian's ``openclipart-svg``; captions from titles and keywords."""
 
     format: Literal["openclipart"] = "openclipart"

@@ -8,7 +8,7 @@ scenes of one or two objects, on white or a coloured background, optionally tint
 compositional captions ("a red lamp and a violin on a blue background"), and writes:
 
 - ``captions/``: a finished caption-stage directory of the reference scenes (their PNGs in
-  ``captions/images``), which ``scot encoder fit-lit`` and ``scot embed`` read as any other;
+  ``captions/images``), which ``scot fit-lit`` and ``scot embed`` read as any other;
 - ``triplets/``: a finished triplet-stage directory with ``edits_per_scene`` template edits
   per scene (replace, add, remove, background, recolour), whose modified caption describes
   the edited scene. The phrasings differ from the benchmark's, so a model cannot win by

@@ -9,8 +9,8 @@ from typing import Any, Optional
 import typer
 from pydantic import TypeAdapter
 
-from scot_data.captions.config import FORMATS, CaptionsConfig
-from scot_data.cli.common import FORCE_HELP, _validated, print_summary, reports_input_errors
+from scot_data.captions.config import FORMATS, CaptionsConfig, CaptionsOptions
+from scot_data.cli.common import FORCE_HELP, _validated, config_option, print_summary, reports_input_errors
 from scot_data.errors import ScotInputError
 
 captions_app = typer.Typer(help="The caption stage.", no_args_is_help=True)
@@ -32,18 +32,17 @@ def captions_ingest(
     out: Path = typer.Option(..., "--out", help="output directory"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     images: Optional[Path] = typer.Option(None, "--images", help="image folder (coco, table) or render cache"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="keep a seeded sample of N captions"),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(2, "--workers", help="image-checking processes"),
-    part_size: int = typer.Option(512, "--part-size", help="captions per resumable part"),
-    holdout: float = typer.Option(0.0, "--holdout", help="share of images kept out for a benchmark"),
+    limit: Optional[int] = config_option(CaptionsOptions, "limit"),
+    seed: int = config_option(CaptionsOptions, "seed"),
+    workers: int = config_option(CaptionsOptions, "workers"),
+    part_size: int = config_option(CaptionsOptions, "part_size"),
+    holdout: float = config_option(CaptionsOptions, "holdout", help="share of images kept out for a benchmark"),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="table format only"),
     caption_column: Optional[str] = typer.Option(None, "--caption-column", help="table format only"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Read an image-caption collection into captions.parquet + rejects.parquet + manifest.json."""
     from scot_data.captions.ingest import ingest_captions
-
 
     config = _captions_config(
         {

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import typer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -59,6 +59,15 @@ def _validated(adapter: TypeAdapter[Any], values: dict[str, Any], flags: dict[st
         raise ScotInputError(f"{flag}: {message}") from exc
 
 
+def config_option(model: type[BaseModel], field: str, *flags: str, **options: Any) -> Any:
+    """A typer option taking its default and help from the config field it sets, so the CLI
+    never restates a default (``flags``: the option's names when not ``--field-name``)."""
+    info = model.model_fields[field]
+    default = str(info.default) if isinstance(info.default, BaseModel) else info.default
+    options.setdefault("help", info.description)
+    return typer.Option(default, *(flags or (f"--{field.replace('_', '-')}",)), **options)
+
+
 def _out_folder(path: Path, flag: str = "--out") -> Path:
     """An output folder: a file in its place is refused before any work."""
     if path.exists() and not path.is_dir():
@@ -95,7 +104,6 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
         shown = json.dumps(value) if isinstance(value, dict) else str(value)
         table.add_row(key, shown)
     console.print(table)
-
 
 
 def print_metrics(results: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from scot_data.cli.common import (
     _checked_device,
     _in_folder,
     _validated,
+    config_option,
     reports_input_errors,
 )
 from scot_data.embed.config import EmbedConfig
@@ -24,19 +25,17 @@ from scot_data.embed.config import EmbedConfig
 def embed_command(
     captions: Path = typer.Option(..., "--captions", help="a finished caption-stage directory"),
     triplets: Optional[Path] = typer.Option(None, "--triplets", help="a finished triplet-stage directory"),
-    encoder: str = typer.Option(
-        "lit-mini", "--encoder", help="backend[:model][@weights], e.g. lit-mini@heads.safetensors"
-    ),
+    encoder: str = config_option(EmbedConfig, "encoder", help="backend[:model][@weights], e.g. lit-mini@heads.safetensors"),
     out: Path = typer.Option(..., "--out", help="output directory"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    device: str = typer.Option("auto", "--device"),
-    image_batch_size: int = typer.Option(64, "--image-batch-size"),
-    text_batch_size: int = typer.Option(256, "--text-batch-size"),
-    workers: int = typer.Option(2, "--workers", help="DataLoader processes decoding images"),
-    shard_max_rows: int = typer.Option(262_144, "--shard-max-rows"),
-    shard_max_bytes: int = typer.Option(512 * 1024 * 1024, "--shard-max-bytes"),
-    block_rows: int = typer.Option(1024, "--block-rows", help="embeddings per WebDataset sample"),
-    seed: int = typer.Option(0, "--seed", help="seed of any random init"),
+    device: str = config_option(EmbedConfig, "device"),
+    image_batch_size: int = config_option(EmbedConfig, "image_batch_size"),
+    text_batch_size: int = config_option(EmbedConfig, "text_batch_size"),
+    workers: int = config_option(EmbedConfig, "num_workers", "--workers"),
+    shard_max_rows: int = config_option(EmbedConfig, "shard_max_rows"),
+    shard_max_bytes: int = config_option(EmbedConfig, "shard_max_bytes"),
+    block_rows: int = config_option(EmbedConfig, "block_rows"),
+    seed: int = config_option(EmbedConfig, "seed"),
     reuse: Optional[list[Path]] = typer.Option(
         None, "--reuse", help="another embeddings output whose rows by the same encoder are adopted (repeat)"
     ),
@@ -44,7 +43,6 @@ def embed_command(
 ) -> None:
     """Embed every distinct image and text once: Parquet + WebDataset shards + manifest."""
     from scot_data.embed.stage import embed_stage
-
 
     cfg = _validated(TypeAdapter(EmbedConfig), {
         "encoder": encoder, "device": _checked_device(device), "image_batch_size": image_batch_size,

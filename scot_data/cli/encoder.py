@@ -1,4 +1,4 @@
-"""``scot encoder``: fit lit-mini's heads, text -> image recall, identity."""
+"""``scot encoder``: text -> image recall of encoders, and an encoder's identity."""
 
 from __future__ import annotations
 
@@ -10,43 +10,11 @@ import typer
 from rich.table import Table
 
 from scot_data.cli.common import (
-    FORCE_HELP,
-    _at_least,
-    _checked_device,
     console,
     reports_input_errors,
 )
-from scot_data.errors import ScotInputError
 
 encoder_app = typer.Typer(help="Frozen encoders.", no_args_is_help=True)
-
-
-@encoder_app.command("fit-lit")
-@reports_input_errors
-def encoder_fit_lit(
-    captions: list[Path] = typer.Option(
-        ..., "--captions", help="a finished caption-stage directory or a Parquet table (repeat: fit on all)"
-    ),
-    out: Path = typer.Option(..., "--out", help="output directory for heads, model card and manifest"),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    seed: int = typer.Option(0, "--seed"),
-    held_out_fraction: float = typer.Option(0.2, "--held-out-fraction"),
-    max_steps: int = typer.Option(3000, "--max-steps"),
-    workers: int = typer.Option(1, "--workers", help="image-decoding DataLoader workers"),
-    device: str = typer.Option("auto", "--device"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-) -> None:
-    """Fit the lit-mini projection heads on clip-art captions; report held-out recall."""
-    from scot_data.fit_lit.config import FitLitConfig
-    from scot_data.fit_lit.stage import fit_lit_from_captions
-
-    if not 0 < held_out_fraction < 1:
-        raise ScotInputError(f"--held-out-fraction {held_out_fraction}: must be between 0 and 1")
-    _at_least(max_steps, 1, "--max-steps")
-    _at_least(workers, 0, "--workers")
-    config = FitLitConfig(seed=seed, held_out_fraction=held_out_fraction, max_steps=max_steps,
-                          num_workers=workers, device=_checked_device(device))  # fmt: skip
-    fit_lit_from_captions(captions, out, config, show_progress=progress, force=force)
 
 
 @encoder_app.command("recall")

@@ -1,4 +1,4 @@
-"""``scot eval``, ``scot search``, ``scot report``: scoring and querying a Combiner."""
+"""``scot evaluate``, ``scot search``, ``scot report``: scoring and querying a Combiner."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from scot_data.evaluate.names import BENCHMARK_NAMES
 
 
 @reports_input_errors
-def eval_command(
+def evaluate_command(
     benchmark: str = typer.Option(..., "--benchmark", help=" | ".join(BENCHMARK_NAMES)),
     data: Path = typer.Option(..., "--data", help="the benchmark's root, in its official layout"),
     out: Path = typer.Option(..., "--out", help="results.json, report.html, submission files"),
@@ -91,7 +91,7 @@ def search_command(
 
 @reports_input_errors
 def report_command(
-    results: Path = typer.Argument(..., help="a results.json written by scot eval"),
+    results: Path = typer.Argument(..., help="a results.json written by scot evaluate"),
     out: Optional[Path] = typer.Option(None, "--out", help="default: beside results.json"),
 ) -> None:
     """Re-render report.html from results.json (no model, no embedding)."""
@@ -104,5 +104,5 @@ def report_command(
     except ValueError as exc:
         raise ScotInputError(f"{results}: not JSON ({exc})") from None
     if not isinstance(loaded, dict) or not {"benchmark", "metrics"} <= set(loaded):
-        raise ScotInputError(f"{results}: not a results.json written by scot eval (no benchmark and metrics)")
+        raise ScotInputError(f"{results}: not a results.json written by scot evaluate (no benchmark and metrics)")
     typer.echo(f"report: {write_report(loaded, _out_folder(out or results.parent))}")

@@ -13,10 +13,11 @@ from scot_data.cli.common import (
     FORCE_HELP,
     _checked_device,
     _validated,
+    config_option,
     print_summary,
     reports_input_errors,
 )
-from scot_data.combiner.config import TrainConfig
+from scot_data.train.config import LossConfig, TrainConfig
 
 
 @reports_input_errors
@@ -25,21 +26,21 @@ def train_command(
     triplets: Path = typer.Option(..., "--triplets", help="the finished triplet directory it was built from"),
     out: Path = typer.Option(..., "--out", help="output directory (checkpoints, metrics, weights, manifest)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    epochs: int = typer.Option(10, "--epochs"),
-    batch_size: int = typer.Option(512, "--batch-size"),
-    lr: float = typer.Option(2e-4, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
-    max_triplets: Optional[int] = typer.Option(None, "--max-triplets", help="training-set size ablation"),
-    target: str = typer.Option(
-        "text", "--target", help="text (T_u) | image (nearest cache image to T_u) | rendered (target_image_id)"
+    epochs: int = config_option(TrainConfig, "epochs"),
+    batch_size: int = config_option(TrainConfig, "batch_size"),
+    lr: float = config_option(TrainConfig, "lr"),
+    seed: int = config_option(TrainConfig, "seed"),
+    max_triplets: Optional[int] = config_option(TrainConfig, "max_triplets"),
+    target: str = config_option(TrainConfig, "target"),
+    hard_negative: bool = typer.Option(
+        LossConfig.model_fields["caption_hard_negative"].default, "--caption-hard-negative/--no-caption-hard-negative",
+        help=LossConfig.model_fields["caption_hard_negative"].description,
     ),
-    hard_negative: bool = typer.Option(True, "--caption-hard-negative/--no-caption-hard-negative"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = config_option(TrainConfig, "device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train the Combiner from cached embeddings (resumes an interrupted run to the same result)."""
-    from scot_data.combiner.train import train_combiner
-
+    from scot_data.train.stage import train_combiner
 
     config = _validated(
         TypeAdapter(TrainConfig),

@@ -1,9 +1,8 @@
-"""The Combiner: model, SCOT loss, training from the embedding cache.
+"""The Combiner: the model f_c(V, T_m) -> V_c and its checkpoint files.
 
-``train_combiner(cfg, embeddings_dir, triplets_dir, out_dir)`` trains and checkpoints;
-``load_combiner(path)`` reads the result. Benchmarks and their metrics live in
-``scot_data.evaluate``. No Prefect here. The names below load on first use, so reading
-``scot_data.combiner.config`` (the spec and the CLI do) does not import torch.
+``load_combiner(path)`` reads what the train stage (:mod:`scot_data.train`) wrote;
+evaluation and search use only this package. The names below load on first use, so
+reading ``scot_data.combiner.config`` does not import torch.
 """
 
 from __future__ import annotations
@@ -13,17 +12,10 @@ from scot_data.lazy import lazy_names
 _HOMES = {
     "load_combiner": "checkpoint",
     "save_combiner": "checkpoint",
-    "LossConfig": "config",
     "CombinerConfig": "config",
-    "TrainConfig": "config",
-    "ScotLoss": "loss",
     "Combiner": "model",
     "CombinerOutput": "model",
     "compose_queries": "model",
-    "TrainSummary": "train",
-    "train_combiner": "train",
-    "TrainingView": "view",
-    "load_training_view": "view",
 }
 
 __all__ = sorted(_HOMES)

@@ -1,8 +1,10 @@
-"""Options of the embedding-cache stage."""
+"""Options of the embedding-cache stage: the spec's ``embed:`` section and ``scot embed``'s flags."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scot_data.encoders.factory import EncoderSpec
 
 # Options that change speed or file cut-up, never the vectors or the shards' content.
 RUNTIME_ONLY_OPTIONS = {"image_batch_size", "text_batch_size", "num_workers", "part_rows"}
@@ -13,7 +15,12 @@ class EmbedConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    encoder: str = Field("lit-mini", description="encoder spec: backend[:model][@weights]")
+    encoder: EncoderSpec = Field(
+        EncoderSpec(), description="backend[:model][@weights], or a mapping of backend, model, weights"
+    )
+    fit_lit: bool = Field(
+        False, description="scot run: fit lit-mini's heads on the run's captions first (into <out>/fit-lit)"
+    )
     seed: int = Field(0, description="seed of any random init (untrained heads, random open_clip)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     image_batch_size: int = Field(64, ge=1)
@@ -26,3 +33,9 @@ class EmbedConfig(BaseModel):
     include_caption_table: bool = Field(
         True, description="embed every caption of the captions table, not only the triplets' texts"
     )
+
+    @model_validator(mode="after")
+    def _fit_needs_lit_mini(self) -> EmbedConfig:
+        if self.fit_lit and self.encoder.backend != "lit-mini":
+            raise ValueError(f"fit_lit: fits lit-mini heads; the encoder is {self.encoder}")
+        return self

@@ -16,7 +16,7 @@ from scot_data.atomic import atomic_write_bytes
 from scot_data.embed.records import encoder_key_of
 from scot_data.manifest import MANIFEST_NAME, finished_manifest
 
-STAGE = stages.EMBEDDINGS
+STAGE = stages.EMBED
 IMAGES_DIR = "images"
 TEXTS_DIR = "texts"
 REJECT_PARTS_DIR = "rejects"

@@ -141,7 +141,7 @@ def finish(
     identity = plan.encoder.identity
     summary = EmbedSummary(
         out_dir=str(out),
-        encoder=plan.cfg.encoder,
+        encoder=str(plan.cfg.encoder),
         encoder_key=key,
         dim=identity.dim,
         images=sum(files[p.relative_to(out).as_posix()] or 0 for p in image_parts),
@@ -165,7 +165,7 @@ def finish(
     atomic_write_json(out / STATS_FILE, asdict(summary))
     files[STATS_FILE] = None
     extra = {
-        "encoder": {"spec": plan.cfg.encoder, "key": key, "identity": identity.as_dict()},
+        "encoder": {"spec": str(plan.cfg.encoder), "key": key, "identity": identity.as_dict()},
         "embedding": {"dtype": "float16", "dim": identity.dim, "normalised": True,
                       "layout": "fixed_size_binary<float16 little-endian> (see scot_data.embed.records)"},
         "parts": {IMAGES_DIR: [p.name for p in image_parts], TEXTS_DIR: [p.name for p in text_parts]},

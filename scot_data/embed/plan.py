@@ -67,7 +67,7 @@ class EmbedPlan:
 
 # ----------------------------------------------------------------------------- encoder
 
-_ENCODERS: dict[tuple[str, str, int], Encoder] = {}
+_ENCODERS: dict[tuple[EncoderSpec, str, int], Encoder] = {}
 
 
 def get_encoder(cfg: EmbedConfig) -> Encoder:
@@ -88,7 +88,8 @@ def clear_encoder_cache() -> None:
 
 def stage_config(cfg: EmbedConfig) -> dict[str, Any]:
     """Options that determine the output, plus the device kind (it sets the forward dtype)."""
-    config = cfg.model_dump(mode="json", exclude=RUNTIME_ONLY_OPTIONS)
+    # fit_lit says how scot run made the heads; the heads file itself is in the config
+    config = cfg.model_dump(mode="json", exclude=RUNTIME_ONLY_OPTIONS | {"fit_lit"})
     config["device_type"] = resolve_device(cfg.device).type
     return config
 
@@ -98,8 +99,7 @@ def stage_inputs(cfg: EmbedConfig, captions_dir: Path, triplets_dir: Path | None
     inputs = [finished_input(captions_dir, "captions", "--captions")]
     if triplets_dir is not None:
         inputs.append(finished_input(triplets_dir, "triplets", "--triplets"))
-    spec = EncoderSpec.parse(cfg.encoder)
-    for local in (spec.weights, spec.model):
+    for local in (cfg.encoder.weights, cfg.encoder.model):
         if local and Path(local).exists():
             inputs.append(fingerprint_input(local, content=Path(local).is_file()))
     return inputs

@@ -2,7 +2,7 @@
 
 ``load_embeddings(embeddings, kind)`` reads each Parquet part once into one (N, dim) float16
 matrix (a view over the Arrow buffer, no further copy) with its ids. The Combiner's training
-view (``scot_data.combiner.view``) and the evaluation gallery build on it.
+view (``scot_data.train.view``) and the evaluation gallery build on it.
 
 Bad data is refused with one line naming the file: any NaN/inf vector (one NaN in a batch
 makes every weight NaN while the run still "finishes"); the parts themselves are checked

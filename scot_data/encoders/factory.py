@@ -15,47 +15,68 @@ new ones can be added with :func:`register_backend`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scot_data.encoders.base import Encoder
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from scot_data.errors import ScotInputError
 
-EncoderBuilder = Callable[["EncoderSpec"], Encoder]
+if TYPE_CHECKING:  # the factory stays light: specs and the CLI read it without torch
+    from scot_data.encoders.base import Encoder
+
+EncoderBuilder = Callable[["EncoderSpec", str, int], "Encoder"]
 
 
-@dataclass(frozen=True)
-class EncoderSpec:
-    """Which encoder to build: backend, model (name or directory), weights (tag, checkpoint
-    or heads file), the device to run on and the seed of any random init."""
+class EncoderSpec(BaseModel):
+    """Which encoder to build: backend, model (name or directory) and weights (tag,
+    checkpoint or heads file). A spec section may give the mapping or the string
+    ``backend[:model][@weights]``; the device and the seed of any random init are the
+    caller's, not the encoder's identity."""
 
-    backend: str
-    model: str | None = None
-    weights: str | None = None
-    device: str = "auto"
-    seed: int = 0
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
+    backend: str = Field("lit-mini", description="a registered backend (scot encoder info lists them)")
+    model: str | None = Field(None, description="open_clip architecture, or a local hf/open_clip model")
+    weights: str | None = Field(None, description="open_clip pretrained tag or checkpoint, or lit-mini heads")
+
+    @model_validator(mode="before")
     @classmethod
-    def parse(cls, text: str) -> EncoderSpec:
-        """Read ``backend[:model][@weights]`` (see the module docstring for examples)."""
-        head, _, weights = text.strip().partition("@")
+    def _from_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        head, _, weights = value.strip().partition("@")
         backend, _, model = head.partition(":")
         if not backend:
-            raise ScotInputError(f"encoder spec {text!r}: expected backend[:model][@weights]")
-        return cls(backend=backend, model=model or None, weights=weights or None)
+            raise ValueError(f"encoder spec {value!r}: expected backend[:model][@weights]")
+        return {"backend": backend, "model": model or None, "weights": weights or None}
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, backend: str) -> str:
+        if backend not in _BUILDERS:
+            raise ValueError(f"unknown backend {backend!r} (known: {list_backends()})")
+        return backend
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> EncoderSpec:
-        """Build from a pipeline-spec mapping; unknown keys are errors, not silently ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ScotInputError(f"encoder spec: unknown keys {unknown} (known: {sorted(known)})")
-        return cls(**values)
+    def parse(cls, value: str | Mapping[str, Any] | EncoderSpec) -> EncoderSpec:
+        """Read a spec string or mapping; a bad one is one input error naming it."""
+        if isinstance(value, EncoderSpec):
+            return value
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            problems = "; ".join(_problem(error) for error in exc.errors())
+            raise ScotInputError(f"encoder spec {value!r}: {problems}") from None
 
     def __str__(self) -> str:
         text = self.backend + (f":{self.model}" if self.model else "")
         return text + (f"@{self.weights}" if self.weights else "")
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _require(spec: EncoderSpec, model: bool, weights: bool | None) -> None:
@@ -70,25 +91,25 @@ def _require(spec: EncoderSpec, model: bool, weights: bool | None) -> None:
         raise ScotInputError(f"encoder spec {spec}: backend {spec.backend!r} takes no @weights")
 
 
-def _build_open_clip(spec: EncoderSpec) -> Encoder:
+def _build_open_clip(spec: EncoderSpec, device: str, seed: int) -> Encoder:
     from scot_data.encoders.open_clip_backend import OpenClipEncoder
 
     _require(spec, model=True, weights=None)
-    return OpenClipEncoder(spec.model, pretrained=spec.weights, device=spec.device, seed=spec.seed)
+    return OpenClipEncoder(spec.model, pretrained=spec.weights, device=device, seed=seed)
 
 
-def _build_hf(spec: EncoderSpec) -> Encoder:
+def _build_hf(spec: EncoderSpec, device: str, seed: int) -> Encoder:
     from scot_data.encoders.hf_backend import HFEncoder
 
     _require(spec, model=True, weights=False)
-    return HFEncoder(spec.model, device=spec.device)
+    return HFEncoder(spec.model, device=device)
 
 
-def _build_lit_mini(spec: EncoderSpec) -> Encoder:
+def _build_lit_mini(spec: EncoderSpec, device: str, seed: int) -> Encoder:
     from scot_data.encoders.lit_mini import LitMiniEncoder
 
     _require(spec, model=False, weights=None)
-    return LitMiniEncoder(heads=spec.weights, device=spec.device, seed=spec.seed)
+    return LitMiniEncoder(heads=spec.weights, device=device, seed=seed)
 
 
 _BUILDERS: dict[str, EncoderBuilder] = {
@@ -99,7 +120,7 @@ _BUILDERS: dict[str, EncoderBuilder] = {
 
 
 def register_backend(name: str, builder: EncoderBuilder) -> None:
-    """Add (or replace) a backend; ``builder`` turns an :class:`EncoderSpec` into an encoder."""
+    """Add (or replace) a backend; ``builder(spec, device, seed)`` returns an encoder."""
     _BUILDERS[name] = builder
 
 
@@ -108,16 +129,7 @@ def list_backends() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_encoder(spec: EncoderSpec | str | Mapping[str, Any], **overrides: Any) -> Encoder:
-    """Build the encoder a spec names; ``overrides`` (e.g. ``device="cpu"``) replace spec fields."""
-    if isinstance(spec, str):
-        spec = EncoderSpec.parse(spec)
-    elif not isinstance(spec, EncoderSpec):
-        spec = EncoderSpec.from_mapping(spec)
-    spec = replace(spec, **overrides)
-    builder = _BUILDERS.get(spec.backend)
-    if builder is None:
-        raise ScotInputError(
-            f"encoder spec {spec}: unknown backend {spec.backend!r} (known: {list_backends()})"
-        )
-    return builder(spec)
+def create_encoder(spec: EncoderSpec | str | Mapping[str, Any], device: str = "auto", seed: int = 0) -> Encoder:
+    """Build the encoder a spec names on ``device``; ``seed`` seeds any random init."""
+    spec = EncoderSpec.parse(spec)
+    return _BUILDERS[spec.backend](spec, device, seed)

@@ -25,10 +25,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import Progress
 
+from scot_data import stages
 from scot_data.atomic import atomic_write_json
 from scot_data.combiner.checkpoint import load_combiner
-from scot_data.combiner.train import COMBINER_FILE, TrainConfig, train_combiner
 from scot_data.embed.config import EmbedConfig
+from scot_data.encoders.factory import EncoderSpec
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.benchmark import Benchmark
 from scot_data.evaluate.evaluate import REFERENCE_METHOD, EvalConfig, score_methods
@@ -37,6 +38,7 @@ from scot_data.evaluate.registry import get_benchmark
 from scot_data.evaluate.stats import interval_text, paired_difference
 from scot_data.manifest import finished_manifest
 from scot_data.outdir import writes_folder
+from scot_data.train.stage import COMBINER_FILE, TrainConfig, train_combiner
 from scot_data.triplets.mix import mix_triplets
 
 RESULTS_FILE = "ablation.json"
@@ -164,7 +166,7 @@ def summarise(label: str, per_seed: list[Hits], base: Hits | None, draws: int,
 
 
 def _encoder_of(embeddings: Path) -> str:
-    return str(finished_manifest(embeddings, "embeddings")["encoder"]["spec"])
+    return str(finished_manifest(embeddings, stages.EMBED)["encoder"]["spec"])
 
 
 Embedded = dict[str, tuple[Benchmark, BenchmarkEmbeddings]]  # split -> benchmark and its vectors
@@ -176,7 +178,7 @@ def _benchmark(cfg: AblationConfig, encoder: str, cache: Path, progress: bool) -
     for split in cfg.splits:
         eval_cfg = EvalConfig(benchmark="clipart", data=cfg.benchmark, split=split, encoder=encoder)
         bench = eval_cfg.entry.read(eval_cfg.source())[0]
-        embedded[split] = bench, embed_benchmark(bench, EmbedConfig(encoder=encoder), encoder_cache(cache, encoder),
+        embedded[split] = bench, embed_benchmark(bench, EmbedConfig(encoder=EncoderSpec.parse(encoder)), encoder_cache(cache, encoder),
                                                  progress)  # fmt: skip
     return embedded
 

@@ -1,4 +1,4 @@
-"""``scot eval``: a benchmark, its gallery through the embedding cache, every query method.
+"""``scot evaluate``: a benchmark, its gallery through the embedding cache, every query method.
 
 Every benchmark is scored the same way: queries from (reference V, text T_m) by each
 method — image only, text only, sum ``normalise(V + T_m)`` and, when given, the Combiner
@@ -29,6 +29,7 @@ from scot_data.atomic import atomic_write_json, atomic_write_parquet
 from scot_data.combiner.checkpoint import load_combiner
 from scot_data.combiner.model import Combiner, compose_queries
 from scot_data.embed.config import EmbedConfig
+from scot_data.encoders.factory import EncoderSpec
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.benchmark import Benchmark, Source
 from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark
@@ -277,7 +278,7 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, cache_root: str | Path | None
     out, entry = Path(out_dir), cfg.entry
     combiner = load_combiner(cfg.combiner) if cfg.combiner else None  # first: a bad path is named as such
     encoder = resolve_encoder(cfg)
-    embed_cfg = EmbedConfig(encoder=encoder, device=cfg.device, image_batch_size=cfg.image_batch_size,
+    embed_cfg = EmbedConfig(encoder=EncoderSpec.parse(encoder), device=cfg.device, image_batch_size=cfg.image_batch_size,
                             num_workers=cfg.num_workers, seed=cfg.seed)  # fmt: skip
     metrics: dict[str, Any] = {}
     deltas: dict[str, Any] = {}

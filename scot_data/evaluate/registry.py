@@ -3,7 +3,7 @@
 An entry names the reader, the per-query metric function, the protocol (whether the
 reference is removed from its own ranking, which gallery, which splits carry targets),
 the submission writer for hidden test splits and, for benchmarks the project makes
-itself, the builder. The spec's allowed names, ``scot eval --help``, ``scot run``'s
+itself, the builder. The spec's allowed names, ``scot evaluate --help``, ``scot run``'s
 evaluate stage and README's protocol table all read this dictionary: adding a benchmark
 is one module and one entry here.
 """

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from scot_data import stages
 from scot_data.combiner.checkpoint import load_combiner
 from scot_data.combiner.model import Combiner
 from scot_data.encoders import Encoder, create_encoder
@@ -42,7 +43,7 @@ class SearchOutput:
 
 
 def gallery_encoder(gallery_dir: Path) -> dict:
-    manifest = finished_manifest(gallery_dir, "embeddings", "--gallery")
+    manifest = finished_manifest(gallery_dir, stages.EMBED, "--gallery")
     if not isinstance(manifest.get("encoder"), dict) or not {"spec", "key"} <= set(manifest["encoder"]):
         raise ScotInputError(f"--gallery {gallery_dir}: its manifest.json names no encoder (not from scot embed)")
     return manifest["encoder"]

@@ -1,4 +1,4 @@
-"""Fit the ``lit-mini`` projection heads on (image, caption) pairs: ``scot encoder fit-lit``.
+"""Fit the ``lit-mini`` projection heads on (image, caption) pairs: ``scot fit-lit``.
 
 The towers are locked, so their pooled features are computed once (images decoded in
 DataLoader workers) and cached in ``tower_features.safetensors``; fitting the two linear

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict, Field
 
-STAGE = "fit-lit"
+from scot_data import stages
+
+STAGE = stages.FIT_LIT
 HEADS_FILE = "heads.safetensors"
 FEATURES_FILE = "tower_features.safetensors"
 CARD_JSON = "model_card.json"
@@ -13,20 +15,21 @@ CARD_MARKDOWN = "MODEL_CARD.md"
 RUNTIME_ONLY = {"num_workers"}
 
 
-@dataclass(frozen=True)
-class FitLitConfig:
+class FitLitConfig(BaseModel):
     """Head-fitting settings. Defaults suit a few thousand clip-art pairs on a CPU."""
 
-    embed_dim: int = 384
-    held_out_fraction: float = 0.2
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    embed_dim: int = Field(384, ge=1, description="width of the shared embedding the heads project to")
+    held_out_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of images kept out for the card")
     seed: int = 0
-    validation_fraction: float = 0.1  # of the training images, for early stopping
-    max_steps: int = 3000
-    eval_every: int = 25
-    patience: int = 8  # validation checks without improvement before stopping
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    weight_decay: float = 0.1
-    image_batch_size: int = 32
-    num_workers: int = 1
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="of the training images, for early stopping")
+    max_steps: int = Field(3000, ge=1)
+    eval_every: int = Field(25, ge=1)
+    patience: int = Field(8, ge=1, description="validation checks without improvement before stopping")
+    batch_size: int = Field(256, ge=2)
+    learning_rate: float = Field(3e-4, gt=0.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    image_batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(1, ge=0, description="image-decoding DataLoader workers")
     device: str = "auto"

@@ -40,7 +40,7 @@ from scot_data.outdir import writes_folder
 
 
 def _stage_config(config: FitLitConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY}
+    return config.model_dump(exclude=RUNTIME_ONLY)
 
 
 def _finished_result(out: Path) -> FitLitResult:
@@ -136,7 +136,7 @@ def fit_lit_heads(
             "fit_seconds": round(fit_seconds, 2),
             "ms_per_step": round(1000 * fit_seconds / len(log.losses), 3),
         },
-        config=asdict(config),
+        config=config.model_dump(),
         temperature=round(float(1 / model.logit_scale.exp()), 5),
         fit=_fit_summary(log),
         failed_images=features.failed,
@@ -154,7 +154,7 @@ def fit_lit_from_captions(
     console: Console | None = None,
     force: bool = False,
 ) -> FitLitResult:
-    """``scot encoder fit-lit --captions DIR [--captions DIR ...] --out PATH``: fit on one
+    """``scot fit-lit --captions DIR [--captions DIR ...] --out PATH``: fit on one
     caption table (dir or file) or on several in order (single objects + scenes)."""
     sources = [captions] if isinstance(captions, (str, Path)) else list(captions)
     table_files = [caption_table_file(Path(source)) for source in sources]

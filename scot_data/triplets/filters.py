@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ConfigDict, Field, create_model, model_validator
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.atomic import atomic_write_json, atomic_write_parquet
 from scot_data.embed.records import text_id
 from scot_data.embed.view import load_embeddings
@@ -567,7 +567,7 @@ def _inputs(source: Path, embeddings: Path | None, cfg: FilterConfig) -> list[In
     """The input triplets' and cache's manifests (they hash every file) and the prompt."""
     inputs = [finished_input(source, STAGE, "--triplets")]
     if embeddings is not None:
-        inputs.append(finished_input(embeddings, "embeddings", "--embeddings"))
+        inputs.append(finished_input(embeddings, stages.EMBED, "--embeddings"))
     if cfg.few_shot_copy:
         inputs.append(fingerprint_input(cfg.prompt))
     return inputs

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scot_data.combiner.config import LossConfig
+from scot_data.train.config import LossConfig
 
 
 class ScotLoss(nn.Module):

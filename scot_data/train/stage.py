@@ -28,7 +28,7 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.atomic import atomic_write_bytes, atomic_write_json
 from scot_data.combiner.checkpoint import (
     CHECKPOINTS_DIR,
@@ -39,10 +39,7 @@ from scot_data.combiner.checkpoint import (
     save_checkpoint,
     save_combiner,
 )
-from scot_data.combiner.config import TrainConfig
-from scot_data.combiner.loss import ScotLoss
 from scot_data.combiner.model import QUERY_METHODS, Combiner
-from scot_data.combiner.view import TrainingView, load_training_view
 from scot_data.encoders.base import resolve_device
 from scot_data.errors import ScotInputError
 from scot_data.manifest import (
@@ -54,9 +51,12 @@ from scot_data.manifest import (
     write_manifest,
 )
 from scot_data.outdir import writes_folder
+from scot_data.train.config import TrainConfig
+from scot_data.train.loss import ScotLoss
+from scot_data.train.view import TrainingView, load_training_view
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN
 
-STAGE = "combiner"
+STAGE = stages.TRAIN
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 COMBINER_FILE = FINAL_FILE
@@ -287,7 +287,7 @@ def train_combiner(
     A finished ``out_dir`` with the same inputs and config is returned as is.
     """
     out = Path(out_dir)
-    inputs = [finished_input(embeddings_dir, "embeddings"), finished_input(triplets_dir, "triplets")]
+    inputs = [finished_input(embeddings_dir, stages.EMBED), finished_input(triplets_dir, stages.TRIPLETS)]
     fingerprint = stage_fingerprint(STAGE, cfg.fingerprint_config(), inputs)
     if is_complete(out, STAGE, fingerprint):
         return TrainSummary(**{**json.loads((out / SUMMARY_FILE).read_text()), "skipped": True})

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.embed.layout import IMAGES_DIR, STAGE, TEXTS_DIR
 from scot_data.embed.records import PARQUET_OPTIONS, images_schema, text_id, texts_schema, to_column
 from scot_data.manifest import write_manifest
@@ -56,7 +56,7 @@ def write_synthetic_cache(
     mods = [f"synthetic modification {k}" for k in range(vocabulary)]
     modified = [f"synthetic modified caption {j}" for j in range(n)]
     root = Path(root)
-    embeddings, triplets = root / "embeddings", root / "triplets"
+    embeddings, triplets = root / stages.EMBED, root / stages.TRIPLETS
     text_vectors = np.concatenate([t, mod_vectors, tu])
     _write_embeddings(embeddings, image_ids, v, captions + mods + modified, text_vectors)
     _write_triplets(triplets, image_ids, captions, [mods[k] for k in mod_of], modified, owner)

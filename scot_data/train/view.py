@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scot_data import stages
 from scot_data.embed.layout import IMAGES_DIR, TEXTS_DIR
 from scot_data.embed.records import text_id
 from scot_data.embed.view import load_embeddings
@@ -84,7 +85,7 @@ def load_training_view(
         columns=["triplet_id", "image_id", "caption", "modification", "modified_caption"]
         + [TARGET_IMAGE_COLUMN] * has_targets,
     )
-    finished_manifest(embeddings_dir, "embeddings")  # every part checked against the manifest
+    finished_manifest(embeddings_dir, stages.EMBED)  # every part checked against the manifest
     images = load_embeddings(embeddings_dir, IMAGES_DIR)
     texts = load_embeddings(embeddings_dir, TEXTS_DIR)
     v = images.index_of(table.column("image_id"))
