@@ -365,7 +365,7 @@ def test_wds_blocks_of_a_folder_without_a_manifest_name_it(tmp_path: Path) -> No
 
     with pytest.raises(ScotInputError) as error:
         next(iter_wds_blocks(tmp_path, kind="images"))
-    assert str(error.value) == f"{tmp_path}: no manifest.json (not a finished embeddings directory)"
+    assert str(error.value) == f"{tmp_path}: no manifest.json (not a finished embed directory)"
 
 
 @pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "a\\b", ""])

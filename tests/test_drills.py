@@ -387,7 +387,7 @@ def test_full_disk_while_writing_a_shard_leaves_nothing_partial(embed_inputs: Em
     assert_whole(out)
     assert verify(out) == [f"{out}/{MANIFEST_NAME}: missing (the stage has not finished there)"]
 
-    with pytest.raises(ScotInputError, match="not a finished embeddings directory"):
+    with pytest.raises(ScotInputError, match="not a finished embed directory"):
         train_combiner(TrainConfig(epochs=1, batch_size=4, device="cpu"), out, embed_inputs.full[1],
                        tmp_path / "combiner", show_progress=False)  # fmt: skip
     assert not (tmp_path / "combiner").exists()

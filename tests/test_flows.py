@@ -134,10 +134,10 @@ def test_embed_watch_embeds_new_triplet_dirs_once(prefect_harness, tiny_spec, tm
     _write_captions(tmp_path / "captions/batch-1", rows)
     _write_triplets(tmp_path / "triplets/batch-1", rows[:4])
     _write_triplets(tmp_path / "triplets/orphan", rows[:2])  # no captions beside it: skipped
-    roots = [str(tmp_path / name) for name in ("captions", "triplets", "embeddings")]
+    roots = [str(tmp_path / name) for name in ("captions", "triplets", "embed")]
     config = make_cfg(tiny_spec, num_workers=0).model_dump(mode="json")
-    assert embed_watch_flow(*roots, config) == [str(tmp_path / "embeddings/batch-1")]
-    assert read_manifest(tmp_path / "embeddings/batch-1")["stats"]["images"] == 6
+    assert embed_watch_flow(*roots, config) == [str(tmp_path / "embed/batch-1")]
+    assert read_manifest(tmp_path / "embed/batch-1")["stats"]["images"] == 6
     assert embed_watch_flow(*roots, config) == []
     (tmp_path / "captions/orphan").mkdir()
     (tmp_path / "captions/orphan/manifest.json").write_text('{"stage": "captions"}')  # but no captions table

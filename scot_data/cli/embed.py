@@ -37,7 +37,7 @@ def embed_command(
     block_rows: int = config_option(EmbedConfig, "block_rows"),
     seed: int = config_option(EmbedConfig, "seed"),
     reuse: Optional[list[Path]] = typer.Option(
-        None, "--reuse", help="another embeddings output whose rows by the same encoder are adopted (repeat)"
+        None, "--reuse", help="another embed folder whose rows by the same encoder are adopted (repeat)"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:

@@ -201,7 +201,7 @@ def _listed_shards(
         with _open(f"{base}/manifest.json", storage_options) as handle:
             manifest = json.loads(handle.read())
     except FileNotFoundError:
-        raise ScotInputError(f"{base}: no manifest.json (not a finished embeddings directory)") from None
+        raise ScotInputError(f"{base}: no manifest.json (not a finished embed directory)") from None
     outputs = manifest.get("outputs", {})
     return {f"{base}/{s['name']}": outputs.get(s["name"], {})
             for s in manifest.get("shards", []) if kind is None or s["kind"] == kind}  # fmt: skip
