@@ -31,20 +31,20 @@ from scot_data.embed.records import images_schema, text_id, texts_schema, to_col
 from scot_data.errors import ScotInputError
 from scot_data.manifest import read_manifest, write_manifest
 from scot_data.train.view import load_training_view
-from scot_data.triplets.filters import (
-    FILTERS,
-    LABELLED_SPLIT_SEED,
+from scot_data.triplets.checks import (
     FewShot,
-    FilterConfig,
     band_problem,
-    caption_similarities,
     edit_words_problem,
     few_shot_problem,
-    filter_triplets,
+    repetition_problem,
+)
+from scot_data.triplets.filter_stage import caption_similarities, filter_triplets
+from scot_data.triplets.filters import FILTERS, FilterConfig
+from scot_data.triplets.labelled import (
+    LABELLED_SPLIT_SEED,
     fit_band,
     labelled_half,
     labelled_report,
-    repetition_problem,
     score_labelled,
 )
 from scot_data.triplets.mix import apportion, mix_triplets, parse_source

@@ -38,6 +38,7 @@ def test_filter_registry_drives_config_cli_and_order() -> None:
     assert [(p.opts, p.secondary_opts) for p in switches] == [
         ([f.flag], [f"--no-{f.flag[2:]}"]) for f in FILTER_SPECS
     ]
+    assert [(p.default, p.help) for p in switches] == [(f.default, f.description) for f in FILTER_SPECS]
 
 
 def test_find_problems_follows_the_rank_order() -> None:
@@ -62,6 +63,11 @@ def test_caption_format_registry_drives_union_readers_and_help() -> None:
 
 def test_stage_names_are_declared_once() -> None:
     from scot_data.captions.ingest import STAGE as captions_stage
+    from scot_data.embed.layout import STAGE as embed_stage
+    from scot_data.fit_lit.config import STAGE as fit_lit_stage
+    from scot_data.train.stage import STAGE as train_stage
     from scot_data.triplets.records import STAGE as triplets_stage
 
-    assert (captions_stage, triplets_stage) == (stages.CAPTIONS, stages.TRIPLETS)
+    assert (captions_stage, triplets_stage, fit_lit_stage, embed_stage, train_stage) == (
+        stages.CAPTIONS, stages.TRIPLETS, stages.FIT_LIT, stages.EMBED, stages.TRAIN
+    )  # fmt: skip

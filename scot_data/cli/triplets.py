@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from pydantic import TypeAdapter
 
-from scot_data.cli.common import FORCE_HELP, _validated, print_summary, reports_input_errors
+from scot_data.cli.common import FORCE_HELP, _validated, config_option, print_summary, reports_input_errors
 from scot_data.errors import ScotInputError
 from scot_data.triplets.config import BACKENDS, DEFAULT_PROMPT, TripletsConfig
+from scot_data.triplets.filters import FILTER_SPECS, FilterConfig
 
 triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
 
@@ -59,29 +62,40 @@ def triplets_generate(
     print_summary(f"triplets -> {out}", summary.__dict__)
 
 
+def _with_filter_switches(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``--NAME/--no-NAME`` switch per :data:`FILTER_SPECS` entry (its default and help
+    from the declaration), passed to ``command`` as keyword arguments: a new filter needs
+    no CLI change."""
+    signature = inspect.signature(command)
+    switches = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(f.default, f"{f.flag}/--no-{f.flag[2:]}", help=f.description))
+        for f in FILTER_SPECS
+    ]  # fmt: skip
+    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*kept, *switches])  # type: ignore[attr-defined]
+    return command
+
+
 @triplets_app.command("filter")
 @reports_input_errors
+@_with_filter_switches
 def triplets_filter(
     triplets: Path = typer.Option(..., "--triplets", help="a finished triplet-stage directory"),
     out: Path = typer.Option(..., "--out", help="output directory (a finished triplet stage)"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="a finished embedding cache"),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="encodes texts the cache lacks"),
-    edit_words: bool = typer.Option(True, "--edit-words/--no-edit-words"),
-    similarity_band: bool = typer.Option(True, "--similarity-band/--no-similarity-band"),
-    few_shot_copy: bool = typer.Option(True, "--few-shot-copy/--no-few-shot-copy"),
-    repetition: bool = typer.Option(True, "--repetition/--no-repetition"),
-    low: Optional[float] = typer.Option(None, "--low", help="lowest caption/modified-caption cosine kept"),
-    high: Optional[float] = typer.Option(None, "--high", help="highest caption/modified-caption cosine kept"),
-    prompt: Path = typer.Option(DEFAULT_PROMPT, "--prompt", help="the prompt whose examples must not be copied"),
+    low: Optional[float] = config_option(FilterConfig, "low"),
+    high: Optional[float] = config_option(FilterConfig, "high"),
+    prompt: Path = config_option(FilterConfig, "prompt"),
+    **switches: bool,
 ) -> None:
     """Drop triplets that copy the prompt, loop, do not make the edit they name, or change too
     little or too much; each filter's drop count is in the summary."""
-    options = locals()  # one --NAME/--no-NAME switch per filter (tests assert they match FILTER_SPECS)
-    from scot_data.triplets.filters import FILTER_SPECS, FilterConfig, filter_triplets
+    from scot_data.triplets.filter_stage import filter_triplets
     from scot_data.triplets.prompts import load_prompt
 
-    switches = {f.name: options[f.name] for f in FILTER_SPECS}
     config = _validated(TypeAdapter(FilterConfig), {**switches, "low": low, "high": high, "prompt": prompt})
     if config.few_shot_copy:
         load_prompt(config.prompt)  # a missing or broken prompt is named before any work
@@ -99,13 +113,7 @@ def triplets_score_labelled(
 ) -> None:
     """Fit the similarity band on one half of a labelled set and print each filter's precision and
     recall on the other half (re-fit it for another LLM or encoder)."""
-    from scot_data.triplets.filters import (
-        FilterConfig,
-        fit_band,
-        labelled_half,
-        labelled_report,
-        score_labelled,
-    )
+    from scot_data.triplets.labelled import fit_band, labelled_half, labelled_report, score_labelled
 
     if not labelled.is_file():
         raise ScotInputError(f"{labelled}: no such labelled file")

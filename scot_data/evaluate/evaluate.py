@@ -24,7 +24,7 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.atomic import atomic_write_json, atomic_write_parquet
 from scot_data.combiner.checkpoint import load_combiner
 from scot_data.combiner.model import Combiner, compose_queries
@@ -269,7 +269,7 @@ def average_parts(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {m: {k: float(np.mean([p[m][k] for p in parts])) for k in parts[0][m]} for m in parts[0]}
 
 
-@writes_folder("evaluate", signature=RESULTS_FILE)
+@writes_folder(stages.EVALUATE, signature=RESULTS_FILE)
 def evaluate(cfg: EvalConfig, out_dir: str | Path, cache_root: str | Path | None = None,
              show_progress: bool = True, force: bool = False) -> dict[str, Any]:  # fmt: skip
     """Embed (or reuse) the benchmark, score every method, write results.json, queries.parquet
