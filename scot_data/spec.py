@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scot_data.captions.config import CaptionsConfig
+from scot_data.config_files import load_yaml_model
 from scot_data.embed.config import EmbedConfig
-from scot_data.errors import ScotInputError
 from scot_data.evaluate.config import EvaluateConfig
 from scot_data.train.config import TrainConfig
 from scot_data.triplets.config import TripletsConfig
@@ -67,27 +66,6 @@ class PipelineSpec(BaseModel):
         return self.output_dir or Path("shards") / self.name
 
 
-def _describe(error: dict) -> str:
-    location = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        return f"{location}: unknown key"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{location}: {message}" if location else message
-
-
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate a spec; every problem is reported with the file and the key."""
-    spec_path = Path(path)
-    if not spec_path.is_file():
-        raise ScotInputError(f"pipeline spec not found: {spec_path}")
-    try:
-        data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ScotInputError(f"{spec_path}: not valid YAML ({' '.join(str(exc).split())})") from exc
-    if not isinstance(data, dict):
-        raise ScotInputError(f"{spec_path}: a pipeline spec is a mapping of sections")
-    try:
-        return PipelineSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
-        raise ScotInputError(f"{spec_path}: {problems}") from exc
+    return load_yaml_model(path, PipelineSpec, "pipeline spec")

@@ -23,7 +23,6 @@ def _captions_config(values: dict[str, Any]) -> CaptionsConfig:
     return _validated(TypeAdapter(CaptionsConfig), values)
 
 
-
 @captions_app.command("ingest")
 @reports_input_errors
 def captions_ingest(

@@ -61,7 +61,6 @@ def evaluate_command(
     typer.echo(f"report: {write_report(results, out)}")
 
 
-
 @reports_input_errors
 def search_command(
     gallery: Path = typer.Option(..., "--gallery", help="a finished embedding-cache directory"),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scot_data.config_files import problems
 from scot_data.errors import ScotInputError
 
 if TYPE_CHECKING:  # the factory stays light: specs and the CLI read it without torch
@@ -65,18 +66,11 @@ class EncoderSpec(BaseModel):
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
-            problems = "; ".join(_problem(error) for error in exc.errors())
-            raise ScotInputError(f"encoder spec {value!r}: {problems}") from None
+            raise ScotInputError(f"encoder spec {value!r}: {problems(exc)}") from None
 
     def __str__(self) -> str:
         text = self.backend + (f":{self.model}" if self.model else "")
         return text + (f"@{self.weights}" if self.weights else "")
-
-
-def _problem(error: Any) -> str:
-    where = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
 
 
 def _require(spec: EncoderSpec, model: bool, weights: bool | None) -> None:

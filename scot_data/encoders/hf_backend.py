@@ -98,8 +98,6 @@ class HFEncoder(Encoder):
         keep = ("input_ids", "attention_mask")
         return {k: v.to(self.device) for k, v in batch.items() if k in keep}
 
-
-
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return _features(self.model.get_image_features(pixel_values=pixels))
 

@@ -218,8 +218,6 @@ class LitMiniEncoder(Encoder):
             return f"{towers}; heads: UNTRAINED (random init, seed {seed})"
         return f"{towers}; heads: {self.heads_path.name} (sha256 {sha256_file(self.heads_path)[:16]})"
 
-
-
     def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
         batch = self._tokenizer(
             list(texts), padding="longest", truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt"

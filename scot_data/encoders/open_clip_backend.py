@@ -104,8 +104,6 @@ class OpenClipEncoder(Encoder):
         )
         self.model = self._place(model)
 
-
-
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(pixels)
 

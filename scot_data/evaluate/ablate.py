@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.progress import Progress
 
 from scot_data import stages
 from scot_data.atomic import atomic_write_json
 from scot_data.combiner.checkpoint import load_combiner
+from scot_data.config_files import load_yaml_model
 from scot_data.embed.config import EmbedConfig
 from scot_data.encoders.factory import EncoderSpec
-from scot_data.errors import ScotInputError
 from scot_data.evaluate.benchmark import Benchmark
 from scot_data.evaluate.evaluate import REFERENCE_METHOD, EvalConfig, score_methods
 from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark, encoder_cache
@@ -122,19 +121,7 @@ class AblationConfig(BaseModel):
 
 
 def load_ablation(path: str | Path) -> AblationConfig:
-    file = Path(path)
-    if not file.is_file():
-        raise ScotInputError(f"ablation file not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ScotInputError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from exc
-    try:
-        return AblationConfig.model_validate(data)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(map(str, problem["loc"])) or "(top level)"
-        raise ScotInputError(f"{file}: {where}: {problem['msg']}") from exc
+    return load_yaml_model(path, AblationConfig, "ablation file")
 
 
 Hits = dict[str, np.ndarray]  # metric -> (queries,) per-query values

@@ -94,8 +94,6 @@ PHRASINGS: dict[EditKind, tuple[str, ...]] = {
 }
 
 
-
-
 @dataclass
 class ClipartBenchSummary:
     """What one build did; the build's stats are stored in its manifest."""
@@ -111,14 +109,6 @@ class ClipartBenchSummary:
     skipped: bool = False
 
 
-
-
-
-
-
-
-
-
 @dataclass(frozen=True)
 class PlannedQuery:
     """A query before rendering: scenes of the reference, the target and the distractors."""
@@ -128,14 +118,6 @@ class PlannedQuery:
     reference: Scene
     target: Scene
     distractors: tuple[Scene, ...]
-
-
-
-
-
-
-
-
 
 
 def _require(path: Path) -> Path:
@@ -166,12 +148,6 @@ def candidate_drawings(
             name, row["image_id"], row["image_uri"]
         )
     return {name: list(by_id.values()) for name, by_id in candidates.items()}
-
-
-
-
-
-
 
 
 def select_objects(
@@ -312,14 +288,6 @@ def split_objects(objects: list[ClipartObject], cfg: ClipartBenchConfig) -> dict
     return parts
 
 
-
-
-
-
-
-
-
-
 def cirr_records(queries: list[PlannedQuery], cfg: ClipartBenchConfig) -> list[dict[str, Any]]:
     """The ``cap.rc2.<split>.json`` records; members are shuffled by a per-query seeded hash."""
     records = []
@@ -339,8 +307,6 @@ def cirr_records(queries: list[PlannedQuery], cfg: ClipartBenchConfig) -> list[d
             "target_caption": scene_caption(query.target),
         })  # fmt: skip
     return records
-
-
 
 
 def gallery_scenes(queries: Iterable[PlannedQuery], cfg: ClipartBenchConfig) -> dict[str, Scene]:
