@@ -4,6 +4,7 @@ folder it writes under a run's ``out`` and the ``stage`` its manifest records.""
 from __future__ import annotations
 
 CAPTIONS = "captions"
+SCENES = "scenes"
 TRIPLETS = "triplets"
 FIT_LIT = "fit-lit"
 EMBED = "embed"

@@ -11,9 +11,9 @@ PORT=${SCOT_LLM_PORT:-8011}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 # Scenes of training objects: one template edit each; four each; one each with targets rendered.
-$SCOT captions scenes --captions $D/captions --out $D/scenes --count 4000 --no-progress
-$SCOT captions scenes --captions $D/captions --out $D/scenes-x4 --count 4000 --edits-per-scene 4 --no-progress
-$SCOT captions scenes --captions $D/captions --out $D/scenes-rt --count 4000 --render-targets --no-progress
+$SCOT scenes --captions $D/captions --out $D/scenes --count 4000 --no-progress
+$SCOT scenes --captions $D/captions --out $D/scenes-x4 --count 4000 --edits-per-scene 4 --no-progress
+$SCOT scenes --captions $D/captions --out $D/scenes-rt --count 4000 --render-targets --no-progress
 
 # The second lit-mini: heads fitted on single objects + scenes. A finished fit is kept as it
 # is: a refit is not bit-identical and would invalidate every cache and Combiner below.

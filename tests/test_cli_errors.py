@@ -66,7 +66,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("--format table --input {missing} --out {out} --holdout 1", "--holdout"),
         ("--format table --input {missing} --out {out} --limit many", USAGE),
     ],
-    "captions scenes": [
+    "scenes": [
         ("--captions {missing} --out {out}", "{missing}"),
         ("--captions {garbage} --out {out}", "{garbage}"),
         ("--captions {empty} --out {out}", "{empty}"),

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from scot_data import stages
+from scot_data.spec import PipelineSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,9 +45,12 @@ def test_the_stage_table_matches_the_stage_names():
     section, _ = _layout()
     rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")][1:]
     table = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
-    for stage in (stages.CAPTIONS, stages.TRIPLETS, stages.FIT_LIT, stages.EMBED, stages.TRAIN, stages.EVALUATE):
+    names = [v for k, v in vars(stages).items() if k.isupper() and isinstance(v, str)]
+    assert sorted(table) == sorted(names), "one row per stage of scot_data/stages.py"
+    for stage in names:
         spec_key, command, package, folder = table[stage]
-        assert folder == f"`{stage}/`"
+        assert folder.startswith(f"`{stage}/`")
         assert package == f"`{stage.replace('-', '_')}/`" and (ROOT / "scot_data" / stage.replace("-", "_")).is_dir()
         assert re.search(rf"`scot {stage}\b", command)
-        assert stage.replace("-", "_") in spec_key
+        section = stage.replace("-", "_")
+        assert section in spec_key or section not in PipelineSpec.model_fields

@@ -1,8 +1,7 @@
-"""``scot captions``: ingest a collection, compose clip-art scenes."""
+"""``scot captions``: ingest an image-caption collection."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -59,30 +58,3 @@ def captions_ingest(
     )
     summary = ingest_captions(config, out, show_progress=progress, force=force)
     print_summary(f"captions -> {out}", summary.__dict__)
-
-
-@captions_app.command("scenes")
-@reports_input_errors
-def captions_scenes(
-    captions: Path = typer.Option(..., "--captions", help="a finished clip-art caption directory (training objects)"),
-    out: Path = typer.Option(..., "--out", help="writes OUT/captions and OUT/triplets"),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    count: int = typer.Option(4000, "--count", help="reference scenes"),
-    edits_per_scene: int = typer.Option(1, "--edits-per-scene", help="template triplets per scene"),
-    render_targets: bool = typer.Option(
-        False, "--render-targets", help="render target scenes too (a control)"
-    ),
-    seed: int = typer.Option(0, "--seed"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-) -> None:
-    """Compose training clip-art objects into captioned scenes, with template edits of each."""
-    from scot_data.captions.scenes import ScenesConfig, build_scenes
-    from scot_data.manifest import finished_manifest
-
-    config = _validated(
-        TypeAdapter(ScenesConfig),
-        {"count": count, "edits_per_scene": edits_per_scene, "render_targets": render_targets, "seed": seed},
-    )
-    finished_manifest(captions, "captions", "--captions")
-    summary = build_scenes(captions, out, config, show_progress=progress, force=force)
-    print_summary(f"scenes -> {out}", asdict(summary))

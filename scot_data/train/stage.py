@@ -148,7 +148,7 @@ def make_split(
     elif target == "rendered":
         if view.target_v_index is None:
             raise ScotInputError(f"target 'rendered' needs triplets with a {TARGET_IMAGE_COLUMN} column "
-                                 "(scot captions scenes --render-targets)")  # fmt: skip
+                                 "(scot scenes --render-targets)")  # fmt: skip
         target_rows, bank = index(view.target_v_index), images
     else:
         target_rows, bank = tu, texts

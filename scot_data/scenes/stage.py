@@ -34,10 +34,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
-from scot_data import ids
+from scot_data import ids, stages
 from scot_data.atomic import (
     atomic_write_bytes,
     atomic_write_json,
@@ -45,7 +44,7 @@ from scot_data.atomic import (
 )
 from scot_data.captions.ingest import CAPTIONS_FILE, PARQUET_OPTIONS, REJECTS_FILE, STATS_FILE
 from scot_data.captions.records import CAPTIONS_SCHEMA, REJECTS_SCHEMA
-from scot_data.clipart.config import KINDS, ClipartBenchConfig, EditKind
+from scot_data.clipart.config import ClipartBenchConfig, EditKind
 from scot_data.clipart.cutout import load_cutout
 from scot_data.clipart.edits import apply_edit
 from scot_data.clipart.names import article, is_usable_name, normalise_name, word_vocabulary
@@ -59,6 +58,7 @@ from scot_data.manifest import (
     write_manifest,
 )
 from scot_data.outdir import writes_folder
+from scot_data.scenes.config import ScenesConfig
 from scot_data.triplets.records import TARGET_IMAGE_COLUMN, TRIPLETS_FILE, TRIPLETS_SCHEMA
 
 SOURCE = "openclipart-scenes"
@@ -80,32 +80,6 @@ EDITS_BY_SIZE: dict[int, tuple[EditKind, ...]] = {
 }
 # Draws per wanted further edit before a scene settles for fewer (its targets must differ).
 DRAWS_PER_EDIT = 10
-
-
-LATER_OPTIONS = ("edits_per_scene", "render_targets")
-
-
-class ScenesConfig(BaseModel):
-    """How many scenes, and how they vary."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    count: int = Field(4000, ge=1, description="reference scenes")
-    edits_per_scene: int = Field(1, ge=1, le=8, description="template edits of each scene (distinct targets)")
-    render_targets: bool = Field(False, description="render each edit's target scene too (target_image_id)")
-    kinds: tuple[EditKind, ...] = KINDS
-    background_share: float = Field(0.3, ge=0.0, le=1.0, description="share of references on a colour")
-    max_name_words: int = Field(3, ge=1)
-    known_words: bool = Field(True, description="only names whose words the text tower's vocabulary holds")
-    seed: int = 0
-
-    def fingerprint_config(self) -> dict[str, object]:
-        """The options that decide the output. Those added after the first builds count only
-        when set, so a finished build of the same scenes stays finished (and so does all
-        that was trained from it)."""
-        defaults = type(self).model_fields
-        later = {name for name in LATER_OPTIONS if getattr(self, name) == defaults[name].default}
-        return self.model_dump(mode="json", exclude=later)
 
 
 @dataclass
@@ -286,7 +260,7 @@ def _triplets_table(edits: list[list[SceneTriplet]], captions: pa.Table, seed: i
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-@writes_folder("scenes", ("captions", "captions/images", "triplets"))
+@writes_folder(stages.SCENES, ("captions", "captions/images", "triplets"))
 def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfig | None = None,
                  show_progress: bool = True, force: bool = False) -> ScenesSummary:  # fmt: skip
     """Scene captions (``out/captions``) and scene triplets (``out/triplets``), each a
