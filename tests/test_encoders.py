@@ -376,8 +376,8 @@ def test_spec_strings_parse_and_print_back():
         ("open_clip", "needs a model"),
         ("lit-mini:ViT-B-32", "takes no model"),
         ("hf:/x@openai", "takes no @weights"),
-        ({"backend": "lit-mini", "heads": "x"}, "heads: Extra inputs are not permitted"),
-        ({"backend": "lit-mini", "pretrained": "x"}, "pretrained: Extra inputs"),
+        ({"backend": "lit-mini", "heads": "x"}, "heads: unknown key"),
+        ({"backend": "lit-mini", "pretrained": "x"}, "pretrained: unknown key"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(spec, message):

@@ -116,9 +116,9 @@ def test_serve_builds_three_deployments(coco_dir: Path, tmp_path: Path, monkeypa
     assert triplets.parameters["config"]["model"] == "scripted"
     embed = by_name["scot-embed-watch"]
     assert embed.parameters == {"captions_root": str(tmp_path / "in"), "triplets_root": str(tmp_path / "out/triplets"),
-                                "out_root": str(tmp_path / "out/embeddings"), "image_shards": 2,
+                                "out_root": str(tmp_path / "out/embed"), "image_shards": 2,
                                 "config": embed.parameters["config"], **runner}  # fmt: skip
-    assert embed.parameters["config"]["encoder"] == "open_clip:ViT-B-32"
+    assert embed.parameters["config"]["encoder"] == {"backend": "open_clip", "model": "ViT-B-32", "weights": None}
     assert embed.parameters["config"]["image_batch_size"] == 8
     for watch in (triplets, embed):
         assert [s.schedule.interval.total_seconds() for s in watch.schedules] == [120]

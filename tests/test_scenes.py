@@ -7,10 +7,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from PIL import Image
 
-from scot_data.scenes.config import ScenesConfig
-from scot_data.scenes.stage import build_scenes
 from scot_data.clipart.scene import ClipartObject, Placed, Scene, scene_caption
 from scot_data.manifest import read_manifest
+from scot_data.scenes.config import ScenesConfig
+from scot_data.scenes.stage import build_scenes
 from tests.test_clipart_bench import NAMES, make_captions_dir
 
 CFG = ScenesConfig(count=30, known_words=False)
