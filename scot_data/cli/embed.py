@@ -25,7 +25,9 @@ from scot_data.embed.config import EmbedConfig
 def embed_command(
     captions: Path = typer.Option(..., "--captions", help="a finished caption-stage directory"),
     triplets: Optional[Path] = typer.Option(None, "--triplets", help="a finished triplet-stage directory"),
-    encoder: str = config_option(EmbedConfig, "encoder", help="backend[:model][@weights], e.g. lit-mini@heads.safetensors"),
+    encoder: str = config_option(
+        EmbedConfig, "encoder", help="backend[:model][@weights], e.g. lit-mini@heads.safetensors"
+    ),
     out: Path = typer.Option(..., "--out", help="output directory"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     device: str = config_option(EmbedConfig, "device"),

@@ -32,9 +32,8 @@ def train_command(
     seed: int = config_option(TrainConfig, "seed"),
     max_triplets: Optional[int] = config_option(TrainConfig, "max_triplets"),
     target: str = config_option(TrainConfig, "target"),
-    hard_negative: bool = typer.Option(
-        LossConfig.model_fields["caption_hard_negative"].default, "--caption-hard-negative/--no-caption-hard-negative",
-        help=LossConfig.model_fields["caption_hard_negative"].description,
+    hard_negative: bool = config_option(
+        LossConfig, "caption_hard_negative", "--caption-hard-negative/--no-caption-hard-negative"
     ),
     device: str = config_option(TrainConfig, "device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
