@@ -54,9 +54,9 @@ def _validated(adapter: TypeAdapter[Any], values: dict[str, Any], flags: dict[st
         location = [str(p) for p in problem["loc"] if str(p) != values.get("format")]
         if not location:  # a check across fields: its message names them
             raise ScotInputError(message) from exc
-        field = ".".join(location)
+        field, inner = location[0], ".".join(location[1:])  # a flag's value may be a model (--encoder)
         flag = (flags or {}).get(field, f"--{field.replace('_', '-')}")
-        raise ScotInputError(f"{flag}: {message}") from exc
+        raise ScotInputError(f"{flag}: {inner + ': ' if inner else ''}{message}") from exc
 
 
 def config_option(model: type[BaseModel], field: str, *flags: str, **options: Any) -> Any:
