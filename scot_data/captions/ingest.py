@@ -51,6 +51,7 @@ HOLDOUT_FILE = "holdout.parquet"
 REJECTS_FILE = "rejects.parquet"
 STATS_FILE = "stats.json"
 PARTS_DIR = "_parts"
+IMAGES_DIR = "images"  # rendered SVGs, when the config names no other folder
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 # Options that change how fast the stage runs, never what it writes (a render timeout only
 # decides which pathological files are given up on: it changes no pixels).
@@ -104,7 +105,7 @@ def stage_inputs(cfg: CaptionsConfig) -> list[InputRef]:
 def images_dir(cfg: CaptionsConfig, out_dir: Path) -> Path:
     """Where rendered images go (only formats that render use it)."""
     configured = getattr(cfg, "images", None) if isinstance(cfg, OpenclipartCaptions) else None
-    return Path(configured) if configured else out_dir / "images"
+    return Path(configured) if configured else out_dir / IMAGES_DIR
 
 
 def select(
@@ -241,7 +242,7 @@ def _concat(paths: list[Path], schema: pa.Schema, target: Path, extra: pa.Table 
     return rows
 
 
-@writes_folder(STAGE, (PARTS_DIR,))
+@writes_folder(STAGE, (PARTS_DIR, IMAGES_DIR))
 def ingest_captions(
     cfg: CaptionsConfig, out_dir: str | Path, show_progress: bool = True, force: bool = False
 ) -> IngestSummary:
