@@ -1,8 +1,15 @@
 """``scot run SPEC``: the stages of a spec in order, each skipped when already complete.
 
-Each stage reads the previous stage's directory under the spec's output folder and
-writes its own; a stage is complete when its manifest matches the current inputs and
-options, so a re-run (or a run after ``kill -9``) does only what is left.
+Each stage reads earlier stages' directories under the spec's output folder and writes its
+own; a stage is complete when its manifest matches the current inputs and options, so a
+re-run (or a run after ``kill -9``) does only what is left.
+
+What a stage reads follows from the sections a spec has. With a ``scenes`` section the run
+trains on scenes: the triplet stage rewrites the scene captions, and embed and train read
+the scene captions (one caption table holds every reference image of the training set).
+Training triplets are the mix when there is one, else the triplet stage's, else the scenes'
+template edits. The lit heads are fitted on the objects and the scenes, and embed takes the
+fit's image-tower features instead of running the tower again (one pass per image).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -23,15 +31,21 @@ from scot_data import stages
 from scot_data.captions.ingest import ingest_captions
 from scot_data.embed.stage import embed_stage
 from scot_data.errors import ScotInputError
+from scot_data.fit_lit.config import FEATURES_FILE
+from scot_data.fit_lit.features import image_features_for
 from scot_data.fit_lit.stage import fit_lit_from_captions
 from scot_data.llm.embedded import llm_endpoint
 from scot_data.manifest import read_manifest
+from scot_data.mix.stage import mix_triplets
+from scot_data.scenes.stage import build_scenes
 from scot_data.spec import PipelineSpec
 from scot_data.train.stage import train_combiner
 from scot_data.triplets.generate import generate_triplets, stage_complete
 
-STAGE_ORDER = (stages.CAPTIONS, stages.TRIPLETS, stages.EMBED, stages.TRAIN, stages.EVALUATE)
-COUNT_KEYS = ("rows", "images", "captions", "triplets", "rejects", "duplicates", "texts", "steps", "val_recall_at_1")
+STAGE_ORDER = (stages.CAPTIONS, stages.SCENES, stages.TRIPLETS, stages.MIX, stages.EMBED, stages.TRAIN,
+               stages.EVALUATE)  # fmt: skip
+COUNT_KEYS = ("rows", "images", "images_from_tower_features", "scenes", "captions", "triplets", "rejects",
+              "duplicates", "texts", "steps", "val_recall_at_1")  # fmt: skip
 
 
 @dataclass
@@ -90,14 +104,54 @@ def stage_dir(spec: PipelineSpec, stage: str) -> Path:
     return spec.out / stage
 
 
+def training_captions(spec: PipelineSpec) -> Path:
+    """The caption table the training set's reference images come from."""
+    if spec.scenes is not None:
+        return stage_dir(spec, stages.SCENES) / stages.CAPTIONS
+    return stage_dir(spec, stages.CAPTIONS)
+
+
+def triplet_tables(spec: PipelineSpec) -> dict[str, Path]:
+    """The run's triplet tables by the stage that writes them (the mix's possible sources)."""
+    tables = {}
+    if spec.scenes is not None:
+        tables[stages.SCENES] = stage_dir(spec, stages.SCENES) / stages.TRIPLETS
+    if spec.triplets is not None:
+        tables[stages.TRIPLETS] = stage_dir(spec, stages.TRIPLETS)
+    return tables
+
+
+def training_triplets(spec: PipelineSpec) -> Path | None:
+    """The triplets the Combiner trains on: the mix, else the triplet stage's, else the scenes'."""
+    if spec.mix is not None:
+        return stage_dir(spec, stages.MIX)
+    tables = triplet_tables(spec)
+    return tables.get(stages.TRIPLETS, tables.get(stages.SCENES))
+
+
 def _run_captions(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     out = stage_dir(spec, stages.CAPTIONS)
     return asdict(ingest_captions(spec.captions, out, show_progress=show_progress))
 
 
+def _run_scenes(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
+    """Training objects composed into scenes: ``<out>/scenes/captions`` and ``/triplets``."""
+    summary = build_scenes(stage_dir(spec, stages.CAPTIONS), stage_dir(spec, stages.SCENES), spec.scenes,
+                           show_progress=show_progress)  # fmt: skip
+    return asdict(summary)
+
+
+def _run_mix(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
+    """The weighted sample of the run's triplet tables that the Combiner trains on."""
+    assert spec.mix is not None
+    tables = triplet_tables(spec)
+    sources = [(tables[name], weight) for name, weight in spec.mix.sources.items()]
+    return asdict(mix_triplets(sources, stage_dir(spec, stages.MIX), total=spec.mix.total, seed=spec.mix.seed))
+
+
 def _run_triplets(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     """The triplet stage; its embedded LLM server is started only when there is work."""
-    cfg, captions, out = spec.triplets, stage_dir(spec, stages.CAPTIONS), stage_dir(spec, stages.TRIPLETS)
+    cfg, captions, out = spec.triplets, training_captions(spec), stage_dir(spec, stages.TRIPLETS)
     assert cfg is not None
     if stage_complete(cfg, captions, out):
         return asdict(generate_triplets(cfg, captions, out, show_progress=show_progress))
@@ -106,30 +160,36 @@ def _run_triplets(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
 
 
 def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
-    """``<out>/captions`` + ``<out>/triplets`` -> ``<out>/embed``, after fitting lit-mini's
-    heads on the run's captions into ``<out>/fit-lit`` when the section asks for it."""
+    """The training captions + triplets -> ``<out>/embed``, after fitting the lit heads on
+    the run's objects (and scenes) into ``<out>/fit-lit`` when the section asks for it; the
+    fit's image-tower features then stand in for a second pass of the tower."""
     cfg = spec.embed
     assert cfg is not None
+    features = None
     if cfg.fit_lit:
         # fit_lit draws on stderr by default, which would tear a live view of the whole
         # run: under one, its bars go to the view's console, where they nest.
         console = rich.get_console() if _shares_live_display() else None
-        fit = fit_lit_from_captions(stage_dir(spec, stages.CAPTIONS), stage_dir(spec, stages.FIT_LIT),
-                                    show_progress=show_progress, console=console)  # fmt: skip
+        captions = [stage_dir(spec, stages.CAPTIONS)]
+        if spec.scenes is not None:
+            captions.append(training_captions(spec))
+        fit = fit_lit_from_captions(captions, stage_dir(spec, stages.FIT_LIT), show_progress=show_progress,
+                                    console=console)  # fmt: skip
         cfg = cfg.model_copy(update={"encoder": cfg.encoder.model_copy(update={"weights": fit.heads})})
-    triplets = stage_dir(spec, stages.TRIPLETS) if spec.triplets is not None else None
-    summary = embed_stage(cfg, stage_dir(spec, stages.CAPTIONS), triplets, stage_dir(spec, stages.EMBED),
-                          show_progress=show_progress)  # fmt: skip
+        features = partial(image_features_for, stage_dir(spec, stages.FIT_LIT) / FEATURES_FILE)
+    summary = embed_stage(cfg, training_captions(spec), training_triplets(spec), stage_dir(spec, stages.EMBED),
+                          show_progress=show_progress, tower_features=features)  # fmt: skip
     return asdict(summary)
 
 
 def _run_train(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     """The Combiner, trained from the embedding cache and the triplets."""
     assert spec.train is not None
-    if spec.embed is None or spec.triplets is None:
-        raise ScotInputError("the train stage needs the spec's triplets and embed sections")
-    summary = train_combiner(spec.train, stage_dir(spec, stages.EMBED), stage_dir(spec, stages.TRIPLETS),
-                             stage_dir(spec, stages.TRAIN), show_progress=show_progress)  # fmt: skip
+    triplets = training_triplets(spec)
+    if spec.embed is None or triplets is None:
+        raise ScotInputError("the train stage needs the spec's embed section and triplets (triplets or scenes)")
+    summary = train_combiner(spec.train, stage_dir(spec, stages.EMBED), triplets, stage_dir(spec, stages.TRAIN),
+                             show_progress=show_progress)  # fmt: skip
     return asdict(summary)
 
 
@@ -169,7 +229,9 @@ def _run_evaluate(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[PipelineSpec, bool], dict[str, Any]]] = {
     stages.CAPTIONS: _run_captions,
+    stages.SCENES: _run_scenes,
     stages.TRIPLETS: _run_triplets,
+    stages.MIX: _run_mix,
     stages.EMBED: _run_embed,
     stages.TRAIN: _run_train,
     stages.EVALUATE: _run_evaluate,

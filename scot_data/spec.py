@@ -1,7 +1,8 @@
 """Pipeline specs: one YAML file names the inputs and options of every stage of a run.
 
 A spec composes the stages' own configs, one section per stage under the stage's name
-(``captions``, ``triplets``, ``embed``, ``train``, ``evaluate``: :mod:`scot_data.stages`).
+(``captions``, ``scenes``, ``triplets``, ``mix``, ``embed``, ``train``, ``evaluate``:
+:mod:`scot_data.stages`).
 Every section forbids unknown keys, so ``captoins:`` or a misspelt option fails with the
 file and the key instead of silently doing nothing; a section renamed since an older spec
 is named in the error.
@@ -19,6 +20,8 @@ from scot_data.captions.config import CaptionsConfig
 from scot_data.config_files import load_yaml_model
 from scot_data.embed.config import EmbedConfig
 from scot_data.evaluate.config import EvaluateConfig
+from scot_data.mix.config import MixConfig
+from scot_data.scenes.config import ScenesConfig
 from scot_data.train.config import TrainConfig
 from scot_data.triplets.config import TripletsConfig
 
@@ -40,7 +43,11 @@ class PipelineSpec(BaseModel):
     description: str = ""
     output_dir: Path | None = Field(None, description="default: shards/<name>")
     captions: CaptionsConfig
+    scenes: ScenesConfig | None = Field(
+        None, description="compose the captions' objects into scenes; the run then trains on scenes"
+    )
     triplets: TripletsConfig | None = None
+    mix: MixConfig | None = Field(None, description="train on a weighted sample of the run's triplet tables")
     embed: EmbedConfig | None = None
     train: TrainConfig | None = None
     evaluate: EvaluateConfig | None = None
@@ -53,6 +60,14 @@ class PipelineSpec(BaseModel):
                 if old in data:
                     raise ValueError(f"section {old!r} is now {new!r} (the stage's name everywhere)")
         return data
+
+    @model_validator(mode="after")
+    def _mix_of_configured_stages(self) -> PipelineSpec:
+        if self.mix is not None:
+            for source in self.mix.sources:
+                if getattr(self, source) is None:
+                    raise ValueError(f"mix.sources names {source!r}, a stage this spec does not run")
+        return self
 
     @field_validator("name")
     @classmethod

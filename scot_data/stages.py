@@ -6,6 +6,7 @@ from __future__ import annotations
 CAPTIONS = "captions"
 SCENES = "scenes"
 TRIPLETS = "triplets"
+MIX = "mix"
 FIT_LIT = "fit-lit"
 EMBED = "embed"
 TRAIN = "train"

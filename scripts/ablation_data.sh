@@ -44,7 +44,7 @@ $SCOT triplets filter --triplets $D/scenes/triplets-llm --out $D/scenes/triplets
   --embeddings $D/scenes/embeddings-llm --prompt pipelines/prompts/scenes-v1.yaml
 # (the 4k template + filtered LLM mix is a `mix:` variant of the ablation file; the cache above
 # holds both sources' texts)
-$SCOT triplets mix --source $D/scenes-x4/triplets:0.866 --source $D/scenes/triplets-llm:0.134 \
+$SCOT mix --source $D/scenes-x4/triplets:0.866 --source $D/scenes/triplets-llm:0.134 \
   --out $D/scenes-x4/triplets-with-llm
 $SCOT embed --captions $D/scenes-x4/captions --triplets $D/scenes-x4/triplets-with-llm --encoder "$NEW" \
   --out $D/scenes-x4/embeddings-with-llm --reuse $D/scenes-x4/embeddings-new --reuse $D/scenes/embeddings-llm --no-progress

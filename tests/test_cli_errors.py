@@ -119,7 +119,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("--labelled {labelled} --prompt {missing}", "{missing}"),
         ("--labelled {labelled} --prompt {garbage_yaml}", "{garbage_yaml}"),
     ],
-    "triplets mix": [
+    "mix": [
         ("--source {missing}:1 --out {out}", "{missing}"),
         ("--source {garbage}:1 --out {out}", "{garbage}"),
         ("--source {empty}:1 --out {out}", "{empty}"),

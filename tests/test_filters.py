@@ -30,6 +30,7 @@ from scot_data.cli import app
 from scot_data.embed.records import images_schema, text_id, texts_schema, to_column
 from scot_data.errors import ScotInputError
 from scot_data.manifest import read_manifest, write_manifest
+from scot_data.mix.stage import apportion, mix_triplets, parse_source
 from scot_data.train.view import load_training_view
 from scot_data.triplets.checks import (
     FewShot,
@@ -47,7 +48,6 @@ from scot_data.triplets.labelled import (
     labelled_report,
     score_labelled,
 )
-from scot_data.triplets.mix import apportion, mix_triplets, parse_source
 from scot_data.triplets.prompts import load_prompt
 from scot_data.triplets.records import REJECTS_SCHEMA, TRIPLETS_SCHEMA, Triplet, to_table
 from scot_data.verify import verify
@@ -328,7 +328,7 @@ def test_cli_filter_and_mix(staged: SimpleNamespace) -> None:
         "repetition",
         "edit_words",
     ]
-    result = CliRunner().invoke(app, ["triplets", "mix", "--source", f"{out}:1", "--source", f"{staged.source}:1",
+    result = CliRunner().invoke(app, ["mix", "--source", f"{out}:1", "--source", f"{staged.source}:1",
                                       "--out", str(mixed), "--total", "4"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert pq.read_table(mixed / "triplets.parquet").num_rows == 4

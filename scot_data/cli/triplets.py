@@ -128,21 +128,3 @@ def triplets_score_labelled(
     typer.echo(f"band fitted on the fit half ({len(fit)} rows): {config.low:.2f}-{config.high:.2f}")
     typer.echo(f"report half ({len(rows) - len(fit)} rows):")
     typer.echo(labelled_report(score_labelled(rows, config, half="report")))
-
-
-@triplets_app.command("mix")
-@reports_input_errors
-def triplets_mix(
-    source: list[str] = typer.Option(..., "--source", help="DIR:WEIGHT, a finished triplet directory (repeat)"),
-    out: Path = typer.Option(..., "--out", help="output directory (a finished triplet stage)"),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    total: Optional[int] = typer.Option(None, "--total", help="triplets in the mix (default: all the weights allow)"),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
-    """A seeded, weighted sample of several triplet directories (e.g. LLM 0.3 + template 0.7)."""
-    from scot_data.triplets.mix import mix_triplets, parse_source
-
-
-    sources = [parse_source(s) for s in source]
-    summary = mix_triplets(sources, out, total=total, seed=seed, force=force)
-    print_summary(f"mixed triplets -> {out}", summary.__dict__)

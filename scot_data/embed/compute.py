@@ -69,6 +69,25 @@ def _as_float16(vectors: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return array.astype(np.float16), finite
 
 
+def _has_tower_features(plan: EmbedPlan, item: ImageItem) -> bool:
+    """Whether an earlier pass of this encoder's image tower already read this very file."""
+    found = plan.tower_features.get(item.image_id)
+    return found is not None and item.tar is None and Path(found[0]).resolve() == Path(item.uri).resolve()
+
+
+def _embed_known(plan: EmbedPlan, part: _OpenPart, rows: list[int], batch: int = 4096) -> None:
+    """The part's rows whose tower features are known: through the head only."""
+    for b in range(0, len(rows), batch):
+        chunk = rows[b : b + batch]
+        features = torch.stack([plan.tower_features[part.items[j].image_id][1] for j in chunk])
+        vectors, finite = _as_float16(plan.encoder.encode_image_tower_features(features))
+        for k, j in enumerate(chunk):
+            if finite[k]:
+                part.vectors[j], part.ok[j] = vectors[k], True
+            else:
+                part.rejects.append((j, "non-finite embedding"))
+
+
 def _loader(plan: EmbedPlan, items: list[ImageItem], batches: list[list[int]]) -> torch.utils.data.DataLoader:
     workers = plan.cfg.num_workers
     return torch.utils.data.DataLoader(
@@ -96,12 +115,16 @@ def embed_images(plan: EmbedPlan, show_progress: bool = True, progress: Progress
         path = plan.out / IMAGES_DIR / part_name(IMAGES_DIR, plan.encoder_key, [i.image_id for i in chunk])
         vectors = np.zeros((len(chunk), plan.dim), np.float16)
         part = _OpenPart(path, chunk, 0, vectors, np.zeros(len(chunk), bool))
-        loadable = []
+        loadable, known = [], []
         for j, item in enumerate(chunk):
             if item.image_id in plan.pre_rejects:
                 part.rejects.append((j, plan.pre_rejects[item.image_id]))
+            elif _has_tower_features(plan, item):
+                known.append(j)
             else:
                 loadable.append(start + j)
+        _embed_known(plan, part, known)
+        stats.from_tower_features += len(known)
         part.remaining = len(loadable)
         for b in range(0, len(loadable), batch):
             batches.append(loadable[b : b + batch])
@@ -109,6 +132,7 @@ def embed_images(plan: EmbedPlan, show_progress: bool = True, progress: Progress
         parts.append(part)
 
     def close(part: _OpenPart) -> None:
+        part.rejects.sort()
         embedded, rejected = _write_image_part(plan, part)
         stats.embedded += embedded
         stats.rejected += rejected
@@ -118,9 +142,9 @@ def embed_images(plan: EmbedPlan, show_progress: bool = True, progress: Progress
     with _progress(progress, show_progress) as bar:
         task = bar.add_task("images", total=len(items))
         for part in parts:
+            bar.advance(task, len(part.items) - part.remaining)  # pre-rejected, or from tower features
             if part.remaining == 0:
                 close(part)
-                bar.advance(task, len(part.items))
         if batches:
             for number, result in enumerate(_loader(plan, items, batches)):
                 part = parts[batch_part[number]]
@@ -139,7 +163,6 @@ def embed_images(plan: EmbedPlan, show_progress: bool = True, progress: Progress
                 part.remaining -= done
                 bar.advance(task, done)
                 if part.remaining == 0:
-                    part.rejects.sort()
                     close(part)
     stats.seconds = round(time.perf_counter() - started, 3)
     return stats

@@ -149,6 +149,7 @@ def finish(
         images_wanted=plan.images_wanted,
         texts_wanted=plan.texts_wanted,
         images_embedded=images.embedded,
+        images_from_tower_features=images.from_tower_features,
         texts_embedded=texts.embedded,
         rejects=rejects,
         reject_reasons=reason_counts(out / REJECTS_FILE),

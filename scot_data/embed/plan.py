@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import torch
 
 from scot_data.embed.config import RUNTIME_ONLY_OPTIONS, EmbedConfig
 from scot_data.embed.layout import (
@@ -55,6 +56,8 @@ class EmbedPlan:
     texts_wanted: int
     previous: dict[str, Any] | None
     started: float = field(default_factory=time.perf_counter)
+    # image_id -> (path, image-tower features) computed earlier (a head fit's cache)
+    tower_features: dict[str, tuple[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def encoder_key(self) -> str:

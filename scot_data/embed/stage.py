@@ -27,9 +27,10 @@ them in order and re-exports the steps a flow calls one by one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import torch
 from rich.progress import Progress
 
 from scot_data.embed.compute import embed_images, embed_texts
@@ -65,11 +66,16 @@ def embed_stage(
     encoder: Encoder | None = None,
     reuse: Sequence[str | Path] = (),
     force: bool = False,
+    tower_features: Callable[[Encoder], Mapping[str, tuple[str, torch.Tensor]]] | None = None,
 ) -> EmbedSummary:
     """Run the whole stage into ``out_dir``: only what is new is embedded (rows already in
     ``reuse`` outputs by the same encoder are adopted); an identical finished run is
-    skipped without loading the model."""
+    skipped without loading the model. ``tower_features`` gives, for the plan's encoder,
+    image-tower features already computed (``image_id -> (path, features)``): those images
+    go through the encoder's head only (``encode_image_tower_features``)."""
     plan = prepare(cfg, captions_dir, triplets_dir, out_dir, encoder=encoder, reuse=reuse)
+    if tower_features is not None and isinstance(plan, EmbedPlan):
+        plan.tower_features = dict(tower_features(plan.encoder))
     return run_plan(plan, show_progress)
 
 

@@ -21,6 +21,7 @@ class EmbedSummary:
     images_wanted: int = 0
     texts_wanted: int = 0
     images_embedded: int = 0
+    images_from_tower_features: int = 0  # of images_embedded: the head only, on a fit's features
     texts_embedded: int = 0
     rejects: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
@@ -41,10 +42,13 @@ class PhaseStats:
     """One phase (images or texts) of one run."""
 
     embedded: int = 0
+    from_tower_features: int = 0
     rejected: int = 0
     parts: int = 0
     seconds: float = 0.0
 
 
 def skipped_summary(out: Path) -> EmbedSummary:
-    return finished_summary(out, EmbedSummary, images_embedded=0, texts_embedded=0, shards_written=0)
+    return finished_summary(
+        out, EmbedSummary, images_embedded=0, images_from_tower_features=0, texts_embedded=0, shards_written=0
+    )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from open_clip.model import CustomTextCLIP, set_model_preprocess_cfg
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -244,6 +245,14 @@ class LitMiniEncoder(Encoder):
         """Pooled EfficientNet features (N, 1280), float32 on CPU: the input of the image head."""
         with self._autocast():
             return self._image_tower(self._pixels_on_device(pixels)).float().cpu()
+
+    @torch.inference_mode()
+    def encode_image_tower_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled image-tower features (N, 1280) -> the unit vectors ``encode_images`` gives
+        for those images: the head only, for features a head fit already computed."""
+        with self._autocast():
+            projected = self.model.visual.head(features.to(self.device))
+        return F.normalize(projected.float(), dim=-1).cpu()
 
     @torch.inference_mode()
     def text_tower_features(self, texts: Sequence[str]) -> torch.Tensor:

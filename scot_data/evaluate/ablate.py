@@ -36,9 +36,9 @@ from scot_data.evaluate.gallery import BenchmarkEmbeddings, embed_benchmark, enc
 from scot_data.evaluate.registry import get_benchmark
 from scot_data.evaluate.stats import interval_text, paired_difference
 from scot_data.manifest import finished_manifest
+from scot_data.mix.stage import mix_triplets
 from scot_data.outdir import writes_folder
 from scot_data.train.stage import COMBINER_FILE, TrainConfig, train_combiner
-from scot_data.triplets.mix import mix_triplets
 
 RESULTS_FILE = "ablation.json"
 MARKDOWN_FILE = "ablation.md"

@@ -1,6 +1,10 @@
 """Pooled tower features of the locked lit-mini towers, computed once (images decoded in
 DataLoader workers) and cached in ``tower_features.safetensors`` under a key of the tower
-weights, preprocessing, precision and inputs, so a re-fit with other settings reuses them."""
+weights, preprocessing, precision and inputs, so a re-fit with other settings reuses them.
+
+The file also names each image row (id, path, size, mtime) and the towers it came from, so
+the embed stage can take an image's features from it instead of running the tower again
+(:func:`image_features_for`)."""
 
 from __future__ import annotations
 
@@ -123,10 +127,32 @@ def tower_features(
     text_features = _extract_texts(encoder, captions, progress)
     seconds = time.perf_counter() - started
     failed = {image_ids[i]: f"{paths[i]}: {error}" for i, error in sorted(failed_rows.items())}
+    images = [[image_id, path, *_file_stamp(path)] for image_id, path in image_paths]
+    metadata = {"key": key, "failed": json.dumps(failed), "images": json.dumps(images),
+                "towers_sha256": encoder.towers_sha256, "preprocessing": encoder.identity.preprocessing}  # fmt: skip
     with atomic_path(cache) as tmp:
-        save_file(
-            {"image": image_features, "text": text_features},
-            str(tmp),
-            metadata={"key": key, "failed": json.dumps(failed)},
-        )
+        save_file({"image": image_features, "text": text_features}, str(tmp), metadata=metadata)
     return TowerFeatures(image_ids, image_features, captions, text_features, failed, seconds, False)
+
+
+def image_features_for(cache: Path, encoder: LitMiniEncoder) -> dict[str, tuple[str, torch.Tensor]]:
+    """``image_id -> (path, tower features)`` from a fit's cache, for the images it read
+    whose file is unchanged since, when its towers and preprocessing are ``encoder``'s;
+    empty when they are not (or the cache predates the image names)."""
+    if not cache.exists():
+        return {}
+    with safe_open(str(cache), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        if (
+            "images" not in metadata
+            or metadata.get("towers_sha256") != encoder.towers_sha256
+            or metadata.get("preprocessing") != encoder.identity.preprocessing
+        ):
+            return {}
+        features = handle.get_tensor("image")
+    failed = json.loads(metadata["failed"])
+    return {
+        image_id: (path, features[row])
+        for row, (image_id, path, size, mtime) in enumerate(json.loads(metadata["images"]))
+        if image_id not in failed and _file_stamp(path) == (size, mtime)
+    }

@@ -1,4 +1,4 @@
-"""Mixed training sets: a seeded, weighted sample of several finished triplet directories
+"""The mix stage. Mixed training sets: a seeded, weighted sample of several finished triplet directories
 (e.g. 30% filtered LLM triplets + 70% template triplets), written as one finished
 triplets-stage directory that ``scot embed`` and ``scot train`` read unchanged.
 
