@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,32 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def build_folder_once(path: str | os.PathLike[str], build: Callable[[Path], None]) -> Path:
+    """The folder ``path``, built by ``build(tmp)`` into a temporary sibling and renamed into
+    place only when ``build`` returns: a folder under the final name is always complete.
+
+    Meant for caches derived from installed files (an unpacked model, say): a run killed
+    mid-build leaves only a ``*.scot-tmp-*`` folder, which is never taken as done, and two
+    processes building at once both succeed, the second rename losing to the first.
+    """
+    final = Path(path)
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + TMP_MARK, dir=final.parent))
+    try:
+        build(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 would hide a shared cache from others
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # not another builder's finished folder: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def _umask() -> int:
