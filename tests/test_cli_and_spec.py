@@ -118,7 +118,8 @@ def test_the_embed_section_takes_the_encoder_as_text_or_mapping_and_checks_the_b
         load_spec(write_spec(tmp_path, {**base, "embed": {"encoder": "clip9:big"}}))
     with pytest.raises(ScotInputError, match=r"embed.encoder.pretrained: unknown key"):
         load_spec(write_spec(tmp_path, {**base, "embed": {"encoder": {"backend": "lit-mini", "pretrained": "h"}}}))
-    with pytest.raises(ScotInputError, match=r"fit_lit: fits lit-mini heads; the encoder is open_clip:ViT-B-32"):
+    fit_lit_needs_lit = r"fit_lit: fits a LiT encoder's heads \(lit-mini, lit-base\); the encoder is open_clip"
+    with pytest.raises(ScotInputError, match=fit_lit_needs_lit):
         load_spec(write_spec(tmp_path, {**base, "embed": {"encoder": "open_clip:ViT-B-32", "fit_lit": True}}))
 
 

@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from scot_data.encoders import EncoderSpec, create_encoder, list_backends, register_backend
-from scot_data.encoders.efficientnet_lite0 import (
-    FLAT_TO_STAGE,
+from scot_data.encoders.efficientnet_lite import (
     create_imagenet_classifier,
+    flat_to_stage,
     load_lukemelas_state_dict,
+    stage_sizes,
     to_timm_state_dict,
 )
-from scot_data.encoders.lit_mini import LitMiniEncoder, build_model, save_heads
+from scot_data.encoders.lit import LitEncoder, build_model, save_heads
 from scot_data.encoders.package_data import efficientnet_lite0_checkpoint
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.text_image_recall import chance_recall, recall_at_k
@@ -56,11 +57,11 @@ def lukemelas_weights() -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def imagenet_classifier() -> torch.nn.Module:
-    return create_imagenet_classifier(efficientnet_lite0_checkpoint())
+    return create_imagenet_classifier(efficientnet_lite0_checkpoint(), "tf_efficientnet_lite0")
 
 
 def test_mapping_renames_all_296_tensors_into_timm(lukemelas_weights, imagenet_classifier):
-    renamed = to_timm_state_dict(lukemelas_weights)
+    renamed = to_timm_state_dict(lukemelas_weights, stage_sizes(imagenet_classifier))
     assert len(lukemelas_weights) == len(renamed) == len(imagenet_classifier.state_dict()) == 296
     assert set(renamed) == set(imagenet_classifier.state_dict())
     for key, value in renamed.items():
@@ -95,7 +96,7 @@ def reference_efficientnet_lite0(sd: dict[str, torch.Tensor], x: torch.Tensor) -
         )
 
     x = F.relu6(bn(conv(x, sd["_conv_stem.weight"], 2), "_bn0"))
-    for flat, (stage, j) in enumerate(FLAT_TO_STAGE):
+    for flat, (stage, j) in enumerate(flat_to_stage((1, 2, 2, 3, 3, 4, 1))):
         block, stride, shortcut = f"_blocks.{flat}", stage_strides[stage] if j == 0 else 1, x
         if f"{block}._expand_conv.weight" in sd:
             x = F.relu6(bn(conv(x, sd[f"{block}._expand_conv.weight"]), f"{block}._bn0"))
@@ -164,8 +165,8 @@ def test_mapped_weights_recognise_drawn_objects(imagenet_classifier):
 
 
 @pytest.fixture(scope="module")
-def lit() -> LitMiniEncoder:
-    return LitMiniEncoder(device="cpu")
+def lit() -> LitEncoder:
+    return LitEncoder(device="cpu")
 
 
 def test_lit_mini_identity_is_stable_and_reports_untrained_heads(lit):
@@ -208,10 +209,10 @@ def test_lit_mini_refuses_foreign_heads(tmp_path):
         model.visual.trunk.conv_stem.weight.add_(1e-3)  # heads "fitted" to other tower weights
     save_heads(tmp_path / "foreign.safetensors", model)
     with pytest.raises(ScotInputError, match="other tower weights"):
-        LitMiniEncoder(heads=tmp_path / "foreign.safetensors", device="cpu")
+        LitEncoder(heads=tmp_path / "foreign.safetensors", device="cpu")
     (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     with pytest.raises(ScotInputError, match="not a lit-mini heads file"):
-        LitMiniEncoder(heads=tmp_path / "junk.safetensors", device="cpu")
+        LitEncoder(heads=tmp_path / "junk.safetensors", device="cpu")
 
 
 def test_lit_mini_embeddings_are_unit_vectors(lit):

@@ -40,7 +40,9 @@ def encoder_recall(
 
 @encoder_app.command("info")
 @reports_input_errors
-def encoder_info(spec: str = typer.Argument(..., help="lit-mini[@heads], open_clip:NAME@TAG|CKPT, hf:DIR")) -> None:
+def encoder_info(
+    spec: str = typer.Argument(..., help="lit-mini|lit-base[@heads], open_clip:NAME@TAG|CKPT, hf:DIR"),
+) -> None:
     """Build an encoder and print its identity (what every embedding manifest records)."""
     from scot_data.encoders import create_encoder
 

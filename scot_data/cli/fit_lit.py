@@ -1,4 +1,4 @@
-"""``scot fit-lit``: fit lit-mini's projection heads on caption tables (the fit-lit stage)."""
+"""``scot fit-lit``: fit a LiT encoder's projection heads on caption tables (the fit-lit stage)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def fit_lit_command(
     ),
     out: Path = typer.Option(..., "--out", help="output directory for heads, model card and manifest"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    encoder: str = config_option(FitLitConfig, "encoder"),
     seed: int = config_option(FitLitConfig, "seed"),
     held_out_fraction: float = config_option(FitLitConfig, "held_out_fraction"),
     max_steps: int = config_option(FitLitConfig, "max_steps"),
@@ -25,11 +26,12 @@ def fit_lit_command(
     device: str = config_option(FitLitConfig, "device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Fit the lit-mini projection heads on clip-art captions; report held-out recall."""
+    """Fit a LiT encoder's projection heads (default lit-mini) on captions; report held-out recall."""
     from scot_data.fit_lit.stage import fit_lit_from_captions
 
     config = _validated(TypeAdapter(FitLitConfig), {
-        "seed": seed, "held_out_fraction": held_out_fraction, "max_steps": max_steps, "num_workers": workers,
+        "encoder": encoder, "seed": seed, "held_out_fraction": held_out_fraction, "max_steps": max_steps,
+        "num_workers": workers,
         "device": _checked_device(device),
     }, flags={"num_workers": "--workers"})  # fmt: skip
     fit_lit_from_captions(captions, out, config, show_progress=progress, force=force)

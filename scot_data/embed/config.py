@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scot_data.encoders.factory import EncoderSpec
+from scot_data.encoders.lit_family import LIT_VARIANTS
 
 # Options that change speed or file cut-up, never the vectors or the shards' content.
 RUNTIME_ONLY_OPTIONS = {"image_batch_size", "text_batch_size", "num_workers", "part_rows"}
@@ -19,7 +20,7 @@ class EmbedConfig(BaseModel):
         EncoderSpec(), description="backend[:model][@weights], or a mapping of backend, model, weights"
     )
     fit_lit: bool = Field(
-        False, description="scot run: fit lit-mini's heads on the run's captions first (into <out>/fit-lit)"
+        False, description="scot run: fit the LiT encoder's heads on the run's captions first (<out>/fit-lit)"
     )
     seed: int = Field(0, description="seed of any random init (untrained heads, random open_clip)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -35,7 +36,8 @@ class EmbedConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _fit_needs_lit_mini(self) -> EmbedConfig:
-        if self.fit_lit and self.encoder.backend != "lit-mini":
-            raise ValueError(f"fit_lit: fits lit-mini heads; the encoder is {self.encoder}")
+    def _fit_needs_lit(self) -> EmbedConfig:
+        if self.fit_lit and self.encoder.backend not in LIT_VARIANTS:
+            known = ", ".join(LIT_VARIANTS)
+            raise ValueError(f"fit_lit: fits a LiT encoder's heads ({known}); the encoder is {self.encoder}")
         return self

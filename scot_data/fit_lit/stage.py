@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from scot_data.atomic import atomic_write_bytes, atomic_write_json
-from scot_data.encoders.lit_mini import LitMiniEncoder, save_heads
+from scot_data.encoders.lit import LitEncoder, save_heads
 from scot_data.evaluate.text_image_recall import chance_recall
 from scot_data.fit_lit.card import FitLitResult, print_summary, render_model_card
 from scot_data.fit_lit.config import (
@@ -22,7 +22,6 @@ from scot_data.fit_lit.config import (
     CARD_MARKDOWN,
     FEATURES_FILE,
     HEADS_FILE,
-    RUNTIME_ONLY,
     STAGE,
     FitLitConfig,
 )
@@ -40,7 +39,7 @@ from scot_data.outdir import writes_folder
 
 
 def _stage_config(config: FitLitConfig) -> dict[str, Any]:
-    return config.model_dump(exclude=RUNTIME_ONLY)
+    return config.fingerprint_config()
 
 
 def _finished_result(out: Path) -> FitLitResult:
@@ -94,7 +93,8 @@ def fit_lit_heads(
     console: Console | None = None,
     force: bool = False,
 ) -> FitLitResult:
-    """Fit lit-mini heads on ``pairs`` and write heads, feature cache, model card and manifest.
+    """Fit the heads of ``config.encoder`` (a LiT variant) on ``pairs``; write heads, feature
+    cache, model card and manifest.
 
     ``inputs`` names where the pairs came from for the manifest (default: a digest of the
     pairs themselves). A finished ``out_dir`` with the same inputs and settings is kept.
@@ -109,7 +109,7 @@ def fit_lit_heads(
     (out / "manifest.json").unlink(missing_ok=True)
     if console is None or not show_progress:
         console = Console(stderr=True, quiet=not show_progress)
-    encoder = LitMiniEncoder(device=config.device, embed_dim=config.embed_dim, seed=config.seed)
+    encoder = LitEncoder(config.encoder, device=config.device, embed_dim=config.embed_dim, seed=config.seed)
     with Progress(console=console, disable=not show_progress) as progress:
         features = tower_features(encoder, pairs, out / FEATURES_FILE, config, progress)
         train, validation, held = split_three_ways(pairs, features, config)
@@ -119,7 +119,7 @@ def fit_lit_heads(
         log = fit_heads(model, features, train, validation, config, progress)
         fit_seconds = time.perf_counter() - started
     heads_path = save_heads(out / HEADS_FILE, model, {"fingerprint": fingerprint})
-    fitted = LitMiniEncoder(heads=heads_path, device="cpu")  # what users will load, checked strictly
+    fitted = LitEncoder(config.encoder, heads=heads_path, device="cpu")  # what users load, checked strictly
     n_read = len(features.image_ids) - len(features.failed)
     result = FitLitResult(
         out_dir=str(out),

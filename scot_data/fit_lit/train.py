@@ -1,4 +1,4 @@
-"""Fitting the lit-mini heads: the split by image (train, validation for early stopping,
+"""Fitting the LiT heads: the split by image (train, validation for early stopping,
 held out for the card), text->image recall of the current heads, and the symmetric InfoNCE
 loop over cached features."""
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from scot_data import ids
-from scot_data.encoders.lit_mini import LitMiniCLIP, heads_state_dict
+from scot_data.encoders.lit import LitCLIP, heads_state_dict
 from scot_data.errors import ScotInputError
 from scot_data.evaluate.text_image_recall import recall_at_k
 from scot_data.fit_lit.config import FitLitConfig
@@ -74,7 +74,7 @@ def _as_split(image_rows: list[int], text_rows: list[int]) -> SplitPairs:
 
 
 def _embed(
-    model: LitMiniCLIP, image_features: torch.Tensor, text_features: torch.Tensor
+    model: LitCLIP, image_features: torch.Tensor, text_features: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     images = F.normalize(model.visual.head(image_features), dim=-1)
     texts = F.normalize(model.text.proj(text_features), dim=-1)
@@ -82,7 +82,7 @@ def _embed(
 
 
 @torch.no_grad()
-def evaluate(model: LitMiniCLIP, features: TowerFeatures, split: SplitPairs) -> dict[str, float]:
+def evaluate(model: LitCLIP, features: TowerFeatures, split: SplitPairs) -> dict[str, float]:
     """Text->image recall of the model's current heads on one split's pairs and images."""
     images, texts = _embed(model, features.image_features[split.images], features.text_features[split.texts])
     return recall_at_k(texts, images, split.targets)
@@ -105,17 +105,17 @@ class FitLog:
     best_step: int
 
 
-def _validation_score(model: LitMiniCLIP, features: TowerFeatures, validation: SplitPairs) -> float:
+def _validation_score(model: LitCLIP, features: TowerFeatures, validation: SplitPairs) -> float:
     recall = evaluate(model, features, validation)
     return sum(recall.values()) / len(recall)
 
 
-def _heads_snapshot(model: LitMiniCLIP) -> dict[str, torch.Tensor]:
+def _heads_snapshot(model: LitCLIP) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in heads_state_dict(model).items()}
 
 
 def fit_heads(
-    model: LitMiniCLIP,
+    model: LitCLIP,
     features: TowerFeatures,
     train: SplitPairs,
     validation: SplitPairs,
