@@ -31,7 +31,7 @@ from scot_data import stages
 from scot_data.captions.ingest import ingest_captions
 from scot_data.embed.stage import embed_stage
 from scot_data.errors import ScotInputError
-from scot_data.fit_lit.config import FEATURES_FILE
+from scot_data.fit_lit.config import FEATURES_FILE, FitLitConfig
 from scot_data.fit_lit.features import image_features_for
 from scot_data.fit_lit.stage import fit_lit_from_captions
 from scot_data.llm.embedded import llm_endpoint
@@ -146,7 +146,8 @@ def _run_mix(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     assert spec.mix is not None
     tables = triplet_tables(spec)
     sources = [(tables[name], weight) for name, weight in spec.mix.sources.items()]
-    return asdict(mix_triplets(sources, stage_dir(spec, stages.MIX), total=spec.mix.total, seed=spec.mix.seed))
+    summary = mix_triplets(sources, stage_dir(spec, stages.MIX), total=spec.mix.total, seed=spec.mix.seed)
+    return asdict(summary)
 
 
 def _run_triplets(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
@@ -173,12 +174,14 @@ def _run_embed(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
         captions = [stage_dir(spec, stages.CAPTIONS)]
         if spec.scenes is not None:
             captions.append(training_captions(spec))
-        fit = fit_lit_from_captions(captions, stage_dir(spec, stages.FIT_LIT), show_progress=show_progress,
-                                    console=console)  # fmt: skip
+        fit_config = FitLitConfig(encoder=cfg.encoder.backend)
+        fit = fit_lit_from_captions(captions, stage_dir(spec, stages.FIT_LIT), fit_config,
+                                    show_progress=show_progress, console=console)  # fmt: skip
         cfg = cfg.model_copy(update={"encoder": cfg.encoder.model_copy(update={"weights": fit.heads})})
         features = partial(image_features_for, stage_dir(spec, stages.FIT_LIT) / FEATURES_FILE)
-    summary = embed_stage(cfg, training_captions(spec), training_triplets(spec), stage_dir(spec, stages.EMBED),
-                          show_progress=show_progress, tower_features=features)  # fmt: skip
+    summary = embed_stage(cfg, training_captions(spec), training_triplets(spec),
+                          stage_dir(spec, stages.EMBED), show_progress=show_progress,
+                          tower_features=features)  # fmt: skip
     return asdict(summary)
 
 
@@ -187,9 +190,9 @@ def _run_train(spec: PipelineSpec, show_progress: bool) -> dict[str, Any]:
     assert spec.train is not None
     triplets = training_triplets(spec)
     if spec.embed is None or triplets is None:
-        raise ScotInputError("the train stage needs the spec's embed section and triplets (triplets or scenes)")
-    summary = train_combiner(spec.train, stage_dir(spec, stages.EMBED), triplets, stage_dir(spec, stages.TRAIN),
-                             show_progress=show_progress)  # fmt: skip
+        raise ScotInputError("the train stage needs the spec's embed section and triplets (or scenes)")
+    summary = train_combiner(spec.train, stage_dir(spec, stages.EMBED), triplets,
+                             stage_dir(spec, stages.TRAIN), show_progress=show_progress)  # fmt: skip
     return asdict(summary)
 
 

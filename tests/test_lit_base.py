@@ -102,9 +102,6 @@ def test_lit_mini_identity_and_vectors_are_those_from_before_the_family(mini: Li
     images, texts = mini.encode_images(pixels), mini.encode_texts(TEXTS)
     assert torch.allclose(images[:, :6], torch.tensor(LIT_MINI_IMAGE_BEFORE), atol=1e-4)
     assert torch.allclose(texts[:, :6], torch.tensor(LIT_MINI_TEXT_BEFORE), atol=1e-4)
-    from scot_data.encoders.lit_mini import LitMiniEncoder  # the old import path, for fit_lit.features
-
-    assert LitMiniEncoder is LitEncoder
 
 
 def test_heads_written_before_the_family_still_load(mini: LitEncoder, tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def inputs(stage_dir: Path) -> list[str]:
 
 
 def test_a_mix_names_only_stages_the_spec_runs(tmp_path: Path) -> None:
-    with pytest.raises(ScotInputError, match=r"spec.yaml: mix.sources names 'scenes', a stage this spec does not run$"):
+    runs_no_scenes = r"spec.yaml: mix.sources names 'scenes', a stage this spec does not run$"
+    with pytest.raises(ScotInputError, match=runs_no_scenes):
         load_spec(write_spec(tmp_path, triplets={"backend": "template"}, mix={"sources": {"scenes": 1}}))
     with pytest.raises(ScotInputError, match=r"mix\.sources: .*'embed' is not a stage with triplets"):
         load_spec(write_spec(tmp_path, triplets={"backend": "template"}, mix={"sources": {"embed": 1}}))
@@ -61,7 +62,8 @@ def test_scenes_run_reads_scene_tables_and_runs_the_image_tower_once(tmp_path: P
     results = {r.stage: r for r in run_pipeline(spec, show_progress=False)}
     run = tmp_path / "run"
     assert list(results) == ["captions", "scenes", "triplets", "mix", "embed", "train"]
-    assert results["scenes"].summary["scenes"] == SCENES and results["scenes"].summary["triplets"] == SCENES * EDITS
+    scenes = results["scenes"].summary
+    assert scenes["scenes"] == SCENES and scenes["triplets"] == SCENES * EDITS
 
     # the LLM stage (here: templates) rewrites the scene captions; the mix draws 1:1 on both
     assert inputs(run / "triplets") == ["scenes/captions/captions.parquet"]
@@ -76,7 +78,7 @@ def test_scenes_run_reads_scene_tables_and_runs_the_image_tower_once(tmp_path: P
     # ... giving the vectors a tower run of the same encoder gives
     heads = run / "fit-lit" / "heads.safetensors"
     cfg = EmbedConfig(encoder=EncoderSpec(backend="lit-mini", weights=str(heads)), device="cpu")
-    tower = embed_stage(cfg, run / "scenes" / "captions", run / "mix", tmp_path / "tower", show_progress=False)
+    tower = embed_stage(cfg, run / "scenes/captions", run / "mix", tmp_path / "tower", show_progress=False)
     assert tower.images_embedded == SCENES and tower.images_from_tower_features == 0
     ours, theirs = load_embeddings(run / "embed", "images"), load_embeddings(tmp_path / "tower", "images")
     assert ours.ids.to_pylist() == theirs.ids.to_pylist()
@@ -84,10 +86,11 @@ def test_scenes_run_reads_scene_tables_and_runs_the_image_tower_once(tmp_path: P
     assert gap < 2e-3  # float16 rounding of the same float32 vectors (batching aside)
 
     # a changed image is not taken from the features: its file stamp no longer matches
-    from scot_data.encoders.lit_mini import LitMiniEncoder
+    from scot_data.encoders.lit import LitEncoder
+    from scot_data.encoders.lit_family import LIT_MINI
     from scot_data.fit_lit.features import image_features_for
 
-    encoder = LitMiniEncoder(heads=heads, device="cpu")
+    encoder = LitEncoder(LIT_MINI, heads=heads, device="cpu")
     known = image_features_for(run / "fit-lit" / "tower_features.safetensors", encoder)
     scene_uri = pq.read_table(run / "scenes/captions/captions.parquet").column("image_uri")[0].as_py()
     assert scene_uri in {path for path, _ in known.values()}

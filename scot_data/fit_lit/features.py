@@ -1,4 +1,4 @@
-"""Pooled tower features of the locked lit-mini towers, computed once (images decoded in
+"""Pooled tower features of the locked LiT towers, computed once (images decoded in
 DataLoader workers) and cached in ``tower_features.safetensors`` under a key of the tower
 weights, preprocessing, precision and inputs, so a re-fit with other settings reuses them.
 
@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from scot_data.atomic import atomic_path
-from scot_data.encoders.lit_mini import LitMiniEncoder
+from scot_data.encoders.lit import LitEncoder
 from scot_data.fit_lit.config import STAGE, FitLitConfig
 from scot_data.fit_lit.pairs import CaptionPair
 from scot_data.images import ImageDataset, ImageItem, collate
@@ -45,7 +45,7 @@ class TowerFeatures:
 
 
 def _extract_images(
-    encoder: LitMiniEncoder, paths: Sequence[str], config: FitLitConfig, progress: Progress
+    encoder: LitEncoder, paths: Sequence[str], config: FitLitConfig, progress: Progress
 ) -> tuple[torch.Tensor, dict[int, str]]:
     items = [ImageItem(str(i), path, i) for i, path in enumerate(paths)]
     loader = DataLoader(
@@ -67,7 +67,7 @@ def _extract_images(
     return features, failed
 
 
-def _extract_texts(encoder: LitMiniEncoder, captions: Sequence[str], progress: Progress) -> torch.Tensor:
+def _extract_texts(encoder: LitEncoder, captions: Sequence[str], progress: Progress) -> torch.Tensor:
     task = progress.add_task("text tower", total=len(captions))
     chunks = []
     for start in range(0, len(captions), TEXT_BATCH):
@@ -86,7 +86,7 @@ def _file_stamp(path: str) -> tuple[int, int]:
     return (stat.st_size, stat.st_mtime_ns)
 
 
-def _features_key(encoder: LitMiniEncoder, image_paths: Sequence[str], captions: Sequence[str]) -> str:
+def _features_key(encoder: LitEncoder, image_paths: Sequence[str], captions: Sequence[str]) -> str:
     """What the cached features depend on: tower weights, preprocessing, precision and the inputs."""
     identity = encoder.identity
     images = [(path, *_file_stamp(path)) for path in image_paths]
@@ -105,7 +105,7 @@ def _read_cached_features(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def tower_features(
-    encoder: LitMiniEncoder,
+    encoder: LitEncoder,
     pairs: Sequence[CaptionPair],
     cache: Path,
     config: FitLitConfig,
@@ -129,13 +129,14 @@ def tower_features(
     failed = {image_ids[i]: f"{paths[i]}: {error}" for i, error in sorted(failed_rows.items())}
     images = [[image_id, path, *_file_stamp(path)] for image_id, path in image_paths]
     metadata = {"key": key, "failed": json.dumps(failed), "images": json.dumps(images),
-                "towers_sha256": encoder.towers_sha256, "preprocessing": encoder.identity.preprocessing}  # fmt: skip
+                "towers_sha256": encoder.towers_sha256,
+                "preprocessing": encoder.identity.preprocessing}  # fmt: skip
     with atomic_path(cache) as tmp:
         save_file({"image": image_features, "text": text_features}, str(tmp), metadata=metadata)
     return TowerFeatures(image_ids, image_features, captions, text_features, failed, seconds, False)
 
 
-def image_features_for(cache: Path, encoder: LitMiniEncoder) -> dict[str, tuple[str, torch.Tensor]]:
+def image_features_for(cache: Path, encoder: LitEncoder) -> dict[str, tuple[str, torch.Tensor]]:
     """``image_id -> (path, tower features)`` from a fit's cache, for the images it read
     whose file is unchanged since, when its towers and preprocessing are ``encoder``'s;
     empty when they are not (or the cache predates the image names)."""
