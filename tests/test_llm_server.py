@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from scot_data.llm._outdir import MARKER, build_once
+from scot_data.atomic import BUILD_MARKER as MARKER
+from scot_data.atomic import build_once
 from scot_data.llm.server import (
     DEFAULT_VENV,
     ServerError,

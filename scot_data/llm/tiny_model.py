@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scot_data.llm._outdir import build_once
+from scot_data.atomic import build_once
 
 TINY_SHAPE: dict[str, Any] = {
     "hidden_size": 128,
