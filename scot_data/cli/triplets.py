@@ -110,15 +110,23 @@ def triplets_score_labelled(
     labelled: Path = typer.Option(..., "--labelled", help="JSONL: triplet_id, caption, modification, "
                                   "modified_caption, label (good|bad), similarity"),
     prompt: Path = typer.Option(DEFAULT_PROMPT, "--prompt", help="the prompt whose examples must not be copied"),
+    model: Optional[str] = typer.Option(None, "--model", help="score only rows whose `model` field is this"),
 ) -> None:
     """Fit the similarity band on one half of a labelled set and print each filter's precision and
     recall on the other half (re-fit it for another LLM or encoder)."""
-    from scot_data.triplets.labelled import fit_band, labelled_half, labelled_report, score_labelled
+    from scot_data.triplets.labelled import (
+        fit_band,
+        labelled_half,
+        labelled_report,
+        score_labelled,
+        select_model,
+    )
 
     if not labelled.is_file():
         raise ScotInputError(f"{labelled}: no such labelled file")
     try:
         rows = [json.loads(line) for line in labelled.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = select_model(rows, model)
         fit = labelled_half(rows, "fit")
         low, high = fit_band([r["similarity"] for r in fit], [r["label"] for r in fit])
     except (KeyError, ValueError, TypeError, AttributeError) as error:  # bad JSON, rows that are not objects

@@ -8,6 +8,7 @@ as plain safetensors with the tokenizer and its chat template.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -43,8 +44,14 @@ def find_smollm2_gguf() -> Path:
     return path
 
 
-def _gguf_to_hf(gguf: Path, out: Path, dtype: str) -> dict[str, Any]:
+def _gguf_to_hf(gguf: Path, out: Path, dtype: str, served_name: str = SERVED_NAME,
+                chat_template: str | None = None,
+                eos_token_ids: list[int] | None = None) -> dict[str, Any]:
     """Dequantise ``gguf`` into ``out``; return provenance for the marker.
+
+    ``chat_template`` replaces the tokenizer's (a base model's GGUF may carry none) and
+    ``eos_token_ids`` the generation config's stop tokens (e.g. a turn-end token besides
+    ``<eos>``); both are recorded in the marker when given. SmolLM2 passes neither.
 
     ``GgufConfig(dequantize=True)`` unpacks the blocks, but the loaded model still carries
     a GGUF ``quantization_config`` that would make vLLM expect GGUF weights. So the dense
@@ -56,6 +63,8 @@ def _gguf_to_hf(gguf: Path, out: Path, dtype: str) -> dict[str, Any]:
     torch_dtype = getattr(torch, dtype)
     kwargs: dict[str, Any] = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     packed = AutoModelForCausalLM.from_pretrained(
         gguf.parent, quantization_config=GgufConfig(dequantize=True), dtype=torch_dtype, **kwargs
     )
@@ -65,10 +74,17 @@ def _gguf_to_hf(gguf: Path, out: Path, dtype: str) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     model.load_state_dict(packed.state_dict())
     model.tie_weights()
+    if eos_token_ids is not None:
+        model.generation_config.eos_token_id = list(eos_token_ids)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return {"source": str(gguf), "source_sha256": sha256_file(gguf), "dtype": dtype,
-            "served_model_name": SERVED_NAME}
+    provenance: dict[str, Any] = {"source": str(gguf), "source_sha256": sha256_file(gguf), "dtype": dtype,
+                                  "served_model_name": served_name}
+    if chat_template is not None:
+        provenance["chat_template_sha256"] = hashlib.sha256(chat_template.encode()).hexdigest()
+    if eos_token_ids is not None:
+        provenance["eos_token_ids"] = list(eos_token_ids)
+    return provenance
 
 
 def convert_smollm2(out_dir: str | os.PathLike[str], dtype: str = "bfloat16",
@@ -79,3 +95,16 @@ def convert_smollm2(out_dir: str | os.PathLike[str], dtype: str = "bfloat16",
     """
     gguf = Path(gguf_path) if gguf_path else find_smollm2_gguf()
     return build_once(out_dir, lambda tmp: _gguf_to_hf(gguf, tmp, dtype))
+
+
+def convert_gguf(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], served_name: str,
+                 dtype: str = "bfloat16", chat_template: str | None = None,
+                 eos_token_ids: list[int] | None = None) -> Path:
+    """Write any GGUF that ``transformers`` reads as an HF directory at ``out_dir`` once, with
+    ``chat_template`` written into its tokenizer (for comparisons with other models, such as
+    ``scripts/compare_llms.py``'s Gemma; not a built-in model)."""
+    gguf = Path(gguf_path)
+    if not gguf.is_file():
+        raise FileNotFoundError(f"GGUF not found at {gguf}")
+    return build_once(out_dir, lambda tmp: _gguf_to_hf(gguf, tmp, dtype, served_name, chat_template,
+                                                       eos_token_ids))

@@ -64,6 +64,18 @@ def labelled_half(
     return [r for r in rows if (r["triplet_id"] in fit) == (half == "fit")]
 
 
+def select_model(rows: Sequence[Mapping[str, Any]], model: str | None) -> list[Mapping[str, Any]]:
+    """The rows one LLM wrote (their ``model`` field), or every row for ``None``; a set that
+    mixes models is scored per model, each with its own band and halves."""
+    if model is None:
+        return list(rows)
+    chosen = [r for r in rows if r.get("model") == model]
+    if not chosen:
+        known = sorted({str(r.get("model")) for r in rows})
+        raise ValueError(f"no rows with model {model!r} (models: {', '.join(known)})")
+    return chosen
+
+
 def fit_band(similarities: Sequence[float], labels: Sequence[str]) -> tuple[float, float]:
     """(low, high): the band that keeps every ``good`` triplet with the widest margin, each
     edge midway between the outermost good cosine and the nearest ``bad`` one beyond it
