@@ -90,10 +90,17 @@ def model_scores(rows: Sequence[Mapping[str, Any]], prompt: Path) -> dict[str, d
         fit = labelled_half(mine, "fit")
         low, high = fit_band([r["similarity"] for r in fit], [r["label"] for r in fit])
         cfg = FilterConfig(low=round(low, 2), high=round(high, 2), prompt=prompt)
-        kept = {r["triplet_id"] for r in mine if not find_problems(r, r["similarity"], cfg, shots)}
+        default = FilterConfig(prompt=prompt)
+
+        def kept_by(setting: FilterConfig) -> set[str]:
+            return {r["triplet_id"] for r in mine if not find_problems(r, r["similarity"], setting, shots)}
+
+        kept, kept_default = kept_by(cfg), kept_by(default)
         out[model] = {"band": (cfg.low, cfg.high), "rows": len(mine), "report": len(mine) - len(fit),
                       "good": sum(r["label"] == "good" for r in mine),
-                      "scores": score_labelled(mine, cfg, half="report"), "kept_ids": kept}
+                      "scores": score_labelled(mine, cfg, half="report"), "kept_ids": kept,
+                      "default_band": score_labelled(mine, default, half="report"),
+                      "kept_default_ids": kept_default}
     return out
 
 
@@ -112,7 +119,9 @@ def paired(rows: Sequence[Mapping[str, Any]], ids: set[str] | None = None) -> di
 
 
 def table(rows: Sequence[Mapping[str, Any]], prompt: Path) -> str:
-    """The per-model report-half table, then the paired views."""
+    """The per-model report-half table, the same with the default band, then the paired views."""
+    from scot_data.triplets.filters import FilterConfig
+
     scores = model_scores(rows, prompt)
     lines = [f"{'model':24} {'rows':>4} {'good':>4} {'band':>9} {'report':>6} {'unfilt P':>8} "
              f"{'kept':>4} {'all P':>6} {'recall':>6}"]
@@ -124,6 +133,14 @@ def table(rows: Sequence[Mapping[str, Any]], prompt: Path) -> str:
             f"{every.kept:4d} {every.precision:6.3f} {every.recall:6.3f}  "
             f"(report half: {unf.good}/{unf.kept} good unfiltered, {every.good_kept}/{every.kept} kept)")
 
+    default = FilterConfig(prompt=prompt)
+    for model, s in scores.items():
+        unf, every = s["scores"]["unfiltered"], s["default_band"]["all"]
+        lines.append(f"{model}: all filters with the default band {default.low:.2f}-{default.high:.2f} "
+                     "instead: "
+                     f"{every.good_kept}/{every.kept} good kept (precision {every.precision:.3f}, "
+                     f"recall {every.recall:.3f}; unfiltered {unf.precision:.3f})")
+
     def describe(title: str, pair: dict[str, Any]) -> str:
         per_model = ", ".join(f"{m} {pair['good'][m]}/{pair['rows'][m]} good" for m in pair["good"])
         return f"{title}: {pair['captions']} captions; {per_model}"
@@ -133,6 +150,8 @@ def table(rows: Sequence[Mapping[str, Any]], prompt: Path) -> str:
                           paired(rows)))
     lines.append(describe("paired, after all filters (both halves; each model's own band)",
                           paired(rows, kept)))
+    kept = set().union(*(s["kept_default_ids"] for s in scores.values()))
+    lines.append(describe("paired, after all filters (both halves; the default band)", paired(rows, kept)))
     return "\n".join(lines)
 
 

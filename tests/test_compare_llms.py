@@ -94,7 +94,7 @@ def test_paired_counts_captions_every_model_wrote_for() -> None:
 def test_table_has_a_line_per_model(mixed: Path) -> None:
     text = _script().table(_read(mixed), V1_PROMPT)
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["model", "rows", "good"] and len(lines) == 5
+    assert lines[0].split()[:3] == ["model", "rows", "good"] and len(lines) == 8
     assert lines[1].split()[:3] == ["a", "150", "15"] and lines[2].split()[:3] == ["b", "150", "31"]
     captions = len({r["caption"] for r in _read(OLD_FIXTURE)})
     assert f"paired, unfiltered (captions every model wrote a valid triplet for): {captions} captions" in text
@@ -110,3 +110,22 @@ def test_gemma_chat_template_folds_the_system_prompt_into_the_first_user_turn() 
                     "<start_of_turn>user\nCaption: a pen<end_of_turn>\n<start_of_turn>model\n")
     plain = template.render(messages=messages[1:2], bos_token="<bos>", add_generation_prompt=False)
     assert plain == "<bos><start_of_turn>user\nCaption: a cup<end_of_turn>\n"
+
+
+def test_scene_fixture_is_well_formed() -> None:
+    rows = _read(SCENE_FIXTURE)
+    assert len(rows) == 110 and len({r["triplet_id"] for r in rows}) == 110
+    fields = {"triplet_id", "caption", "modification", "modified_caption", "edit_type", "label", "why",
+              "similarity", "model"}  # fmt: skip
+    assert all(set(r) == fields for r in rows)
+    assert {m: sum(r["model"] == m for r in rows) for m in ("smollm2-135m-instruct", "gemma-3-270m")} == {
+        "smollm2-135m-instruct": 50, "gemma-3-270m": 60}
+    assert {r["label"] for r in rows} == {"good", "bad"} and all(r["why"] for r in rows)
+    assert all(-1.0 <= r["similarity"] <= 1.0 for r in rows)
+    assert len({r["caption"] for r in rows}) <= 80  # one seeded sample of 80 captions for both models
+
+
+def test_scene_fixture_table() -> None:
+    text = _script().table(_read(SCENE_FIXTURE), SCENE_PROMPT)
+    assert text.splitlines()[1].startswith("gemma-3-270m") and text.splitlines()[2].startswith("smollm2")
+    assert "paired, unfiltered (captions every model wrote a valid triplet for): 39 captions" in text
