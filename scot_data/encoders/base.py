@@ -125,6 +125,11 @@ class Encoder(ABC):
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """Raw (unnormalised) text embeddings; tokenisation is the backend's business."""
 
+    def _image_head(self, tower_features: torch.Tensor) -> torch.Tensor:
+        """The image head alone, on pooled tower features: only encoders that keep tower and
+        head apart (the LiT family) have one, so a head fit's tower features can be reused."""
+        raise NotImplementedError(f"{self.identity.backend} has no separate image head")
+
     @property
     def on_gpu(self) -> bool:
         return self.device.type == "cuda"
@@ -158,6 +163,14 @@ class Encoder(ABC):
         """A batch of transformed images (N, C, H, W) -> (N, dim) float32 unit vectors on CPU."""
         with self._autocast():
             features = self._image_features(self._pixels_on_device(pixels))
+        return F.normalize(features.float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def encode_image_tower_features(self, tower_features: torch.Tensor) -> torch.Tensor:
+        """Pooled image-tower features -> the unit vectors ``encode_images`` gives for the
+        same images: the head only (see ``_image_head``)."""
+        with self._autocast():
+            features = self._image_head(tower_features.to(self.device))
         return F.normalize(features.float(), dim=-1).cpu()
 
     @torch.inference_mode()

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from open_clip.hf_configs import arch_dict
 from open_clip.model import CustomTextCLIP, set_model_preprocess_cfg
 from safetensors import SafetensorError, safe_open
@@ -272,8 +271,11 @@ class LitEncoder(Encoder):
         hidden = self.model.text.transformer(input_ids=tokens, attention_mask=mask)
         return self.model.text.pooler(hidden, mask)
 
+    def _image_head(self, tower_features: torch.Tensor) -> torch.Tensor:
+        return self.model.visual.head(tower_features)
+
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.visual.head(self._image_tower(pixels))
+        return self._image_head(self._image_tower(pixels))
 
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
         return self.model.text.proj(self._text_tower(texts))
@@ -283,14 +285,6 @@ class LitEncoder(Encoder):
         """Pooled EfficientNet features (N, image_width), float32 on CPU: the image head's input."""
         with self._autocast():
             return self._image_tower(self._pixels_on_device(pixels)).float().cpu()
-
-    @torch.inference_mode()
-    def encode_image_tower_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Pooled image-tower features (N, image width) -> the unit vectors ``encode_images`` gives
-        for those images: the head only, for features a head fit already computed."""
-        with self._autocast():
-            projected = self.model.visual.head(features.to(self.device))
-        return F.normalize(projected.float(), dim=-1).cpu()
 
     @torch.inference_mode()
     def text_tower_features(self, texts: Sequence[str]) -> torch.Tensor:
