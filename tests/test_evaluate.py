@@ -533,3 +533,17 @@ def test_worst_queries_are_where_the_combiner_ranks_below_sum(tiny_spec, tmp_pat
 
 def loss_rank(table: dict, query_id: str, method: str) -> int:
     return table[f"rank_{method}"][table["query_id"].index(query_id)]
+
+
+def test_select_variant_can_set_aside_variants_below_sum() -> None:
+    from scot_data.evaluate.ablate import select_variant
+
+    def row(label: str, r1: float, r50_high: float) -> dict:
+        delta = {"R@1": {"high": 3.0}, "R@50": {"high": r50_high}}
+        return {"label": label, "R@1": {"mean": r1}, "delta": delta}
+
+    rows = [row("steady", 9.0, 2.0), row("trade", 11.0, -4.5), {"label": "sum", "baseline": "sum"}]
+    assert select_variant(rows, "R@1") == "trade"
+    assert select_variant(rows, "R@1", not_below_sum=True) == "steady"
+    assert select_variant([rows[1]], "R@1", not_below_sum=True) == "trade"  # none qualifies: all of them
+    assert select_variant([rows[2]], "R@1") is None

@@ -100,6 +100,9 @@ class AblationConfig(BaseModel):
     select_split: str = Field("val", description="the split every choice is made on")
     report_split: str = Field("test", description="the split the tables quote; it decides nothing")
     select_metric: str = Field("R@1", description="the metric that picks the shipped variant on select_split")
+    select_not_below_sum: bool = Field(
+        False, description="pick only among variants no metric puts below sum on select_split (interval under 0)"
+    )
     cache: Path | None = Field(None, description="gallery cache root (per encoder); default: OUT/cache")
     seeds: tuple[int, ...] = (0, 1, 2)
     bootstrap: int = Field(2000, ge=100)
@@ -223,11 +226,11 @@ def run_ablation(
             label = BASELINE_LABEL.format(method=method.replace("_", " "), encoder=encoder)
             rows[split].append({**summarise(label, [hits], base, cfg.bootstrap, kinds), "encoder": encoder,
                                 "baseline": method})  # fmt: skip
-    chosen = select_variant(rows[cfg.select_split], cfg.select_metric)
+    chosen = select_variant(rows[cfg.select_split], cfg.select_metric, cfg.select_not_below_sum)
     results = {
         "name": cfg.name, "benchmark": str(cfg.benchmark), "seeds": list(cfg.seeds),
         "select_split": cfg.select_split, "report_split": cfg.report_split, "select_metric": cfg.select_metric,
-        "selected": chosen,
+        "select_not_below_sum": cfg.select_not_below_sum, "selected": chosen,
         "queries": {split: len(next(iter(embedded.values()))[split][0].queries) for split in cfg.splits},
         "rows": rows,
     }  # fmt: skip
@@ -235,9 +238,16 @@ def run_ablation(
     return results
 
 
-def select_variant(rows: list[dict[str, Any]], metric: str) -> str | None:
-    """The label of the variant (not a baseline) with the best mean ``metric`` (first on ties)."""
+def select_variant(rows: list[dict[str, Any]], metric: str, not_below_sum: bool = False) -> str | None:
+    """The label of the variant (not a baseline) with the best mean ``metric`` (first on ties).
+
+    ``not_below_sum`` first sets aside every variant that some metric puts significantly
+    below sum (its paired interval wholly under 0): a gain at ``metric`` bought with a loss
+    elsewhere is not what a user of the shipped settings expects. When every variant is
+    set aside, the choice falls back to all of them."""
     variants = [r for r in rows if "baseline" not in r]
+    if not_below_sum:
+        variants = [r for r in variants if all(d["high"] >= 0 for d in r["delta"].values())] or variants
     if not variants:
         return None
     return max(variants, key=lambda r: r[metric]["mean"])["label"]
@@ -253,7 +263,8 @@ def ablation_table(results: dict[str, Any], split: str | None = None) -> dict[st
     rows = [[_label(r, results)] + [interval_text(r[m]) for m in METRICS] for r in results["rows"][split]]
     note = (f"{split} split, {results['queries'][split]} queries; Combiner rows: mean over seeds "
             f"{results['seeds']}, 95% bootstrap interval resampling queries and seeds; the selected variant "
-            f"has the best {results['select_metric']} on {results['select_split']}")  # fmt: skip
+            f"has the best {results['select_metric']} on {results['select_split']}"
+            + (" of those no metric puts below sum" if results.get("select_not_below_sum") else ""))  # fmt: skip
     return {"title": f"Ablation: {results['name']} ({split})", "columns": ["variant", *METRICS],
             "rows": rows, "note": note}  # fmt: skip
 
