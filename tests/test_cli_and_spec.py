@@ -349,7 +349,7 @@ def test_lit_mini_fit_draws_on_the_live_views_console(coco_dir: Path, tmp_path: 
     spec = load_spec(write_spec(tmp_path, body))
     calls = []
 
-    def fit(captions, out, show_progress, console):
+    def fit(captions, out, config, show_progress, console):
         calls.append((show_progress, console))
         raise ScotInputError("stop after the fit")  # the embedding itself is not under test
 
