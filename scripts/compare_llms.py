@@ -168,9 +168,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     tab.add_argument("--prompt", type=Path, default=Path("pipelines/prompts/scenes-v1.yaml"))
     args = parser.parse_args(argv)
     if args.command == "convert-gemma":
-        from scot_data.llm.models import MODEL_CACHE
+        from scot_data.encoders.package_data import model_cache_dir
 
-        print(convert_gemma(args.cache or MODEL_CACHE))
+        print(convert_gemma(args.cache or model_cache_dir()))
     elif args.command == "similarity":
         rows = read_jsonl(args.labelled)
         add_similarity(rows, args.encoder)

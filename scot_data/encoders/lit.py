@@ -282,12 +282,12 @@ class LitEncoder(Encoder):
 
     @torch.inference_mode()
     def image_tower_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pooled EfficientNet features (N, image_width), float32 on CPU: the image head's input."""
+        """Pooled EfficientNet features (N, trunk features), float32 on CPU: the image head's input."""
         with self._autocast():
             return self._image_tower(self._pixels_on_device(pixels)).float().cpu()
 
     @torch.inference_mode()
     def text_tower_features(self, texts: Sequence[str]) -> torch.Tensor:
-        """Mean-pooled text features (N, text_width), float32 on CPU: the text head's input."""
+        """Mean-pooled text features (N, text tower width), float32 on CPU: the text head's input."""
         with self._autocast():
             return self._text_tower(texts).float().cpu()

@@ -35,10 +35,8 @@ class LitVariant:
     image_size: int
     text_model: str
     text_dir: Callable[[], Path]
-    text_width: int
     pooling: str = "mean_pooler"
     embed_dim: int = 384  # default width of the shared space the heads project to
-    image_width: int = 1280  # pooled EfficientNet-Lite features (the head's input)
 
     @property
     def model_name(self) -> str:
@@ -59,7 +57,6 @@ LIT_MINI = LitVariant(
     image_size=224,
     text_model="all-MiniLM-L6-v2",
     text_dir=package_data.minilm_dir,
-    text_width=384,
 )
 LIT_BASE = LitVariant(
     name="lit-base",
@@ -68,7 +65,6 @@ LIT_BASE = LitVariant(
     image_size=260,
     text_model="all-mpnet-base-v2",
     text_dir=package_data.mpnet_dir,
-    text_width=768,
 )
 LIT_VARIANTS: dict[str, LitVariant] = {variant.name: variant for variant in (LIT_MINI, LIT_BASE)}
 LitName = Literal[tuple(LIT_VARIANTS)]  # type: ignore[valid-type]

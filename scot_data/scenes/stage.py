@@ -260,7 +260,7 @@ def _triplets_table(edits: list[list[SceneTriplet]], captions: pa.Table, seed: i
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-@writes_folder(stages.SCENES, ("captions", "captions/images", "triplets"))
+@writes_folder(stages.SCENES, (stages.CAPTIONS, f"{stages.CAPTIONS}/images", stages.TRIPLETS))
 def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfig | None = None,
                  show_progress: bool = True, force: bool = False) -> ScenesSummary:  # fmt: skip
     """Scene captions (``out/captions``) and scene triplets (``out/triplets``), each a
@@ -268,11 +268,11 @@ def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfi
     started = time.perf_counter()
     cfg = cfg or ScenesConfig()
     out, source = Path(out_dir), Path(captions_dir) / CAPTIONS_FILE
-    captions_out, triplets_out = out / "captions", out / "triplets"
+    captions_out, triplets_out = out / stages.CAPTIONS, out / stages.TRIPLETS
     inputs = [fingerprint_input(source)]
     config = {**cfg.fingerprint_config(), "render": ClipartBenchConfig().render_config()}
     done = [is_complete(d, stage, stage_fingerprint(stage, config, inputs))
-            for d, stage in ((captions_out, "captions"), (triplets_out, "triplets"))]  # fmt: skip
+            for d, stage in ((captions_out, stages.CAPTIONS), (triplets_out, stages.TRIPLETS))]  # fmt: skip
     if all(done):
         summary = finished_summary(triplets_out, ScenesSummary)
         summary.out_dir = str(out)
@@ -300,9 +300,9 @@ def build_scenes(captions_dir: str | Path, out_dir: str | Path, cfg: ScenesConfi
     summary.objects, summary.scenes, summary.triplets = len(objects), captions.num_rows, triplets.num_rows
     summary.edit_types = {k: sum(e.kind == k for scene in edits for e in scene) for k in cfg.kinds}
     summary.seconds = round(time.perf_counter() - started, 2)
-    _write_stage(captions_out, "captions", config, inputs,
+    _write_stage(captions_out, stages.CAPTIONS, config, inputs,
                  {CAPTIONS_FILE: captions, REJECTS_FILE: pa.Table.from_pylist([], schema=REJECTS_SCHEMA)}, summary)  # fmt: skip
-    _write_stage(triplets_out, "triplets", config, inputs,
+    _write_stage(triplets_out, stages.TRIPLETS, config, inputs,
                  {TRIPLETS_FILE: triplets}, summary)  # fmt: skip
     return summary
 
