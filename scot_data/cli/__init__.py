@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from scot_data.cli import ablate, embed, evaluate, fit_lit, mix, publish, run, scenes, train
+from scot_data.cli import ablate, embed, evaluate, export, fit_lit, mix, publish, run, scenes, train
 from scot_data.cli.bench import bench_app
 from scot_data.cli.captions import captions_app
 from scot_data.cli.common import (
@@ -38,7 +38,8 @@ for name, sub_app in (("captions", captions_app), ("triplets", triplets_app), ("
     app.add_typer(sub_app, name=name)
 for name, command in (("scenes", scenes.scenes_command), ("mix", mix.mix_command), ("fit-lit", fit_lit.fit_lit_command),
                       ("embed", embed.embed_command), ("verify", publish.verify_command),
-                      ("publish", publish.publish_command), ("train", train.train_command),
+                      ("publish", publish.publish_command), ("export", export.export_command),
+                      ("train", train.train_command),
                       ("evaluate", evaluate.evaluate_command), ("ablate", ablate.ablate_command),
                       ("search", evaluate.search_command), ("report", evaluate.report_command),
                       ("run", run.run)):  # fmt: skip
