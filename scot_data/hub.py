@@ -47,8 +47,10 @@ TASKS = {
     stages.TRIPLETS: ["image-to-image", "text-to-image"],
     stages.EMBED: ["image-feature-extraction", "feature-extraction"],
 }
+# the Hub's size_categories labels, by the row count they stop below
 SIZES = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
-         (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B")]  # fmt: skip
+         (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+         (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ def _rows(manifest: dict[str, Any], parts: list[str]) -> int:
 
 
 def size_category(rows: int) -> str:
-    return next((label for limit, label in SIZES if rows < limit), "n>1B")
+    return next((label for limit, label in SIZES if rows < limit), "n>1T")
 
 
 def render_card(repo_id: str, folders: list[Folder], license: str) -> str:
@@ -257,7 +259,7 @@ def render_card(repo_id: str, folders: list[Folder], license: str) -> str:
         "configs": entries,
     }
     body = [MARKER, f"# {repo_id}", "", _intro(repo_id, folders)]
-    body += [line for folder in folders for line in _folder_section(repo_id, folder)]
+    body += [line for folder in folders for line in _folder_section(folder)]
     body += _load_section(repo_id, folders, entries)
     header = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
     return f"---\n{header}---\n" + "\n".join(body) + "\n"
@@ -272,7 +274,7 @@ def _intro(repo_id: str, folders: list[Folder]) -> str:
     )
 
 
-def _folder_section(repo_id: str, folder: Folder) -> list[str]:
+def _folder_section(folder: Folder) -> list[str]:
     manifest = folder.manifest
     version = manifest.get("code_version", {})
     commit = (version.get("git_commit") or "")[:12] or "unknown"

@@ -162,6 +162,8 @@ def test_card_configs_splits_features_and_sizes():
     assert "Vectors: 768-dim float16, unit length" in body
     assert "scot verify hf://datasets/me/demo/runs/captions" in body and "(commit abcdef123456)" in body
     assert hub.card_license(card) == "cc-by-4.0" and hub.card_license("# hand-written") is None
+    sizes = [hub.size_category(n) for n in (0, 999, 1_000, 99_999, 10**9, 10**12)]
+    assert sizes == ["n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1B<n<10B", "n>1T"]
 
 
 # ------------------------------------------------------------------------------ publish
