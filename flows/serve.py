@@ -1,17 +1,20 @@
 """Serve scot's Prefect deployments from this process: one on demand, two on a schedule.
 
-* ``scot-pipeline`` runs the whole spec (``flows/pipeline.py``) when asked
-  (``prefect deployment run scot-pipeline/scot-pipeline`` or the UI's "Run" button);
+* ``scot-pipeline`` runs the whole spec (``flows/pipeline.py``), every section of it, when
+  asked (``prefect deployment run scot-pipeline/scot-pipeline`` or the UI's "Run" button);
 * ``scot-triplets-watch`` runs every ``--every`` seconds: each new finished caption
   directory under ``--captions-root`` gets triplets under ``OUT_ROOT/triplets``;
 * ``scot-embed-watch`` runs on the same interval: each new finished triplet directory
   there gets embeddings under ``OUT_ROOT/embed`` (with its captions).
 
-So new caption files become triplets on one tick and embeddings on the next. The watches
-take their options from the spec's ``triplets:`` and ``embed:`` sections (the triplet
-watch needs its LLM endpoints up: it does not start the spec's embedded server, and
-``embed.fit_lit`` is not applied per directory). A watch deployment runs one at a time,
-so a slow run is not overtaken by the next tick.
+So new caption files become triplets on one tick and embeddings on the next. What the
+watches do **not** do: they read only the spec's ``triplets:`` and ``embed:`` sections.
+They compose no scenes (``scenes:``; the triplets are of the captions as they are), mix no
+sources (``mix:``), fit no LiT heads (``embed.fit_lit``: the encoder is used as named),
+start no LLM server (``triplets.serve``: the endpoints must be up), and neither train nor
+evaluate. ``main`` says which of these a spec sets. A watch deployment runs one at a time,
+so a slow run is not overtaken by the next tick. ``tests/test_serve_live.py`` serves them
+against a real ``prefect server start`` and triggers them with ``prefect deployment run``.
 
 Run: ``python -m flows.serve --captions-root DIR --out-root DIR --spec pipelines/demo.yaml
 --every 600 [--image-shards N] [--task-runner dask --dask-workers 2 | --dask-address HOST:PORT]``.
@@ -20,6 +23,7 @@ Run: ``python -m flows.serve --captions-root DIR --out-root DIR --spec pipelines
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,19 @@ def watch_configs(spec: PipelineSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     triplets = spec.triplets or TripletsConfig()
     embed = spec.embed or EmbedConfig()
     return triplets.model_dump(mode="json"), embed.model_dump(mode="json")
+
+
+WATCHES_SKIP = ("scenes", "mix", "train", "evaluate")
+
+
+def ignored_by_watches(spec: PipelineSpec) -> list[str]:
+    """The spec's settings the watch deployments do not apply (``scot-pipeline`` does)."""
+    ignored = [f"{name}:" for name in WATCHES_SKIP if getattr(spec, name) is not None]
+    if spec.embed is not None and spec.embed.fit_lit:
+        ignored.append("embed.fit_lit")
+    if spec.triplets is not None and spec.triplets.serve is not None:
+        ignored.append("triplets.serve")
+    return ignored
 
 
 def deployments(
@@ -101,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     found = deployments(
         args.captions_root, args.out_root, args.spec, args.every, args.image_shards, runner_options(args)
     )
+    ignored = ignored_by_watches(load_spec(args.spec))
+    if ignored:
+        print(f"flows.serve: the watches ignore the spec's {', '.join(ignored)} (they make triplets and "
+              "embeddings of each new caption folder); scot-pipeline runs the whole spec", file=sys.stderr)  # fmt: skip
     serve(*found)
 
 

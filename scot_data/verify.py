@@ -12,7 +12,9 @@ published copy can be checked where it lies.
 destination with the same size and sha256 (by the remote manifest, else by hashing the
 remote bytes), checks every upload by reading it back, and writes the manifest last, so a
 reader never sees a manifest whose files are not all there. Re-running a killed publish
-uploads only what is missing.
+uploads only what is missing. To ``hf://datasets/OWNER/NAME[/PREFIX]`` (huggingface_hub's
+``HfFileSystem``, one commit per file) it then writes the repository's dataset card from
+every manifest there (``scot_data.hub``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from scot_data import stages
+from scot_data import hub, stages
 from scot_data.errors import ScotInputError
 from scot_data.hashing import sha256_file, sha256_stream
 from scot_data.outdir import refuse_if_writing
@@ -182,6 +184,7 @@ class PublishSummary:
     uploaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     bytes_uploaded: int = 0
+    card: str | None = None  # hf:// only: "written", "unchanged" or why it was kept
 
 
 def _put(fs: Any, local: Path, remote: str, atomic: bool) -> None:
@@ -200,14 +203,33 @@ def publish(
     directory: str | Path,
     url: str,
     storage_options: dict[str, Any] | None = None,
+    license: str | None = None,
 ) -> PublishSummary:
-    """Copy a verified stage directory to ``url``; see the module docstring."""
+    """Copy a verified stage directory to ``url``; see the module docstring. An ``hf://``
+    URL also gets its dataset card (``scot_data.hub``), with ``license`` or the card's own."""
+    target = hub.hub_target(url)
+    if license is not None and target is None:
+        raise ScotInputError(f"--license: only an hf://datasets/... destination gets a dataset card ({url})")
+    hub.check_license(license)
     source = Path(directory)
     problems = verify(source)
     if problems:
         raise ScotInputError(f"{source} does not verify, not publishing: " + "; ".join(problems[:5]))
-    manifest = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
     fs, root = _fs(url, storage_options)
+    if target is None:
+        return _copy(fs, root, source, url)
+    repo_root = _fs(target.repo_url, storage_options)[1]
+    with hub.hub_errors(url):
+        fs.invalidate_cache()
+        hub.check_repo(fs, repo_root, target, url)
+        summary = _copy(fs, root, source, url)
+        summary.card = _write_card(fs, repo_root, target, license)
+    return summary
+
+
+def _copy(fs: Any, root: str, source: Path, url: str) -> PublishSummary:
+    """Every file the manifest lists that is not already there, then the manifest."""
+    manifest = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
     fs.invalidate_cache()
     if fs.isfile(root):
         raise ScotInputError(f"{url}: a file is in the way of the destination folder")
@@ -241,3 +263,21 @@ def publish(
         raise PublishError(f"{url}/{MANIFEST_NAME}: read back differently")
     summary.uploaded.append(MANIFEST_NAME)
     return summary
+
+
+def _write_card(fs: Any, repo_root: str, target: hub.HubTarget, license: str | None) -> str:
+    """The repository's README.md rendered from every manifest there, written after them
+    (a card never describes a folder whose manifest is not up yet) and read back."""
+    path = posixpath.join(repo_root, hub.CARD_NAME)
+    old = fs.cat_file(path).decode("utf-8") if fs.exists(path) else None
+    if old is not None and hub.MARKER not in old:
+        return f"kept ({hub.CARD_NAME} was not written by scot)"
+    text = hub.render_card(target.repo_id, hub.read_folders(fs, repo_root),
+                           license or hub.card_license(old) or "unknown")  # fmt: skip
+    if text == old:
+        return "unchanged"
+    fs.pipe_file(path, text.encode("utf-8"))
+    fs.invalidate_cache()
+    if fs.cat_file(path).decode("utf-8") != text:
+        raise PublishError(f"{target.repo_url}/{hub.CARD_NAME}: read back differently")
+    return "written"

@@ -228,6 +228,13 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("{empty} {out}", "{empty}"),
         ("{triplets} {garbage}", "{garbage}"),
         ("{triplets} nosuchprotocol://bucket/x", "nosuchprotocol"),
+        ("{triplets} hf://owner/model", "hf://owner/model"),
+        ("{triplets} hf://datasets/owner", "hf://datasets/owner"),
+        ("{triplets} hf://datasets/owner/name@dev", "@dev"),
+        ("{triplets} hf://datasets/owner/na*me", "na*me"),
+        ("{triplets} hf://datasets/owner/name/../up", "'..'"),
+        ("{triplets} hf://datasets/owner/name --license Not-A-License!", "--license"),
+        ("{triplets} {out} --license cc0-1.0", "--license"),
     ],
     "export": [
         ("{missing} {out}", "{missing}"),

@@ -161,3 +161,23 @@ def test_scot_run_prefect_matches_local_then_skips(coco_dir: Path, tmp_path: Pat
     second = scot("run", str(spec))
     assert second.returncode == 0, second.stderr
     assert stage_rows(second.stdout) == {"captions": "skipped (complete)", "triplets": "skipped (complete)"}
+
+
+def test_serve_says_which_spec_sections_the_watches_ignore(coco_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import flows.serve
+
+    captions = {"format": "coco", "input": str(coco_dir / "annotations/captions_train2017.json"),
+                "images": str(coco_dir / "train2017")}  # fmt: skip
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "scenes", "captions": captions, "scenes": {}, "triplets": {"backend": "template", "serve": {}},
+        "mix": {"sources": {"scenes": 0.5, "triplets": 0.5}}, "embed": {"encoder": "lit-mini", "fit_lit": True},
+    }))  # fmt: skip
+    monkeypatch.setattr(flows.serve, "serve", lambda *found: None)
+    flows.serve.main(["--captions-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "out"), "--spec", str(spec)])
+    assert capsys.readouterr().err == (
+        "flows.serve: the watches ignore the spec's scenes:, mix:, embed.fit_lit, triplets.serve (they make "
+        "triplets and embeddings of each new caption folder); scot-pipeline runs the whole spec\n"
+    )
+    plain = flows.serve.load_spec(spec).model_copy(update={"scenes": None, "mix": None, "triplets": None, "embed": None})
+    assert flows.serve.ignored_by_watches(plain) == []

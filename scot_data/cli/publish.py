@@ -35,12 +35,19 @@ def verify_command(
 @reports_input_errors
 def publish_command(
     directory: Path = typer.Argument(..., help="a finished stage directory"),
-    url: str = typer.Argument(..., help="destination: a path or fsspec URL (s3://bucket/prefix)"),
+    url: str = typer.Argument(
+        ..., help="destination: a path, fsspec URL (s3://bucket/prefix) or hf://datasets/OWNER/NAME[/PREFIX]"
+    ),
+    license: str | None = typer.Option(
+        None, "--license", help="hf:// only: the card's license id (default: the card's own, else unknown)"
+    ),
 ) -> None:
-    """Copy a verified directory to URL (skips files already there, checks each upload, manifest last)."""
+    """Copy a verified directory to URL (skips files already there, checks each upload, manifest last);
+    to the Hugging Face Hub, then write the repository's dataset card (README.md) from its manifests."""
     from scot_data.verify import publish
 
 
-    summary = publish(directory, url)
+    summary = publish(directory, url, license=license)
+    card = f"; dataset card {summary.card}" if summary.card else ""
     typer.echo(f"published {directory} -> {url}: {len(summary.uploaded)} uploaded "
-               f"({summary.bytes_uploaded} bytes), {len(summary.skipped)} already there")  # fmt: skip
+               f"({summary.bytes_uploaded} bytes), {len(summary.skipped)} already there{card}")  # fmt: skip
