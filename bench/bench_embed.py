@@ -12,8 +12,9 @@ All in one run, so the ratios hold on a busy machine:
 
 Run: .venv/bin/python bench/bench_embed.py [--encoder lit-mini] [--images 256] [--workers 2]
      [--batch-size 32] [--rows 200000] [--dim 512]
-Inputs: shards/demo/captions (a seeded sample of --images rows) and the triplets of those
-images from --triplets (default shards/demo/triplets) when it exists; otherwise captions only.
+Inputs, made here in a temporary folder (nothing from a previous run is needed): the caption
+stage on a seeded sample of --images drawings of the clip-art collection (rendered at 224 px,
+as the demo's), and their template triplets, whose texts the text stage embeds.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import torch
 from PIL import Image
 
 from scot_data import ids, stages
+from scot_data.captions.config import OpenclipartCaptions
+from scot_data.captions.ingest import ingest_captions
 from scot_data.embed import EmbedConfig, embed_stage, iter_wds_blocks
 from scot_data.embed.plan import get_encoder, wanted_texts
 from scot_data.embed.records import PARQUET_OPTIONS, images_schema, to_column
@@ -41,28 +44,15 @@ from scot_data.embed.shards import json_cost, plan_shards, write_shard
 from scot_data.embed.view import load_embeddings
 from scot_data.images import ImageItem, read_image_bytes
 from scot_data.manifest import write_manifest
+from scot_data.triplets.config import TripletsConfig
+from scot_data.triplets.generate import generate_triplets
 
-DEMO = Path("shards/demo")
 
-
-def sample_inputs(tmp: Path, n: int, triplets_source: Path) -> tuple[Path, Path | None]:
-    """A finished-looking captions (and triplets) directory holding a seeded sample of n images."""
-    table = pq.read_table(DEMO / "captions/captions.parquet")
-    keep = sorted(range(table.num_rows), key=lambda i: ids.sample_rank(0, table.column("image_id")[i].as_py()))[:n]
-    captions = tmp / "captions"
-    captions.mkdir()
-    pq.write_table(table.take(sorted(keep)), captions / "captions.parquet")
-    write_manifest(captions, "captions", {"bench": n}, [], {"captions.parquet": len(keep)})
-    source = triplets_source / "triplets.parquet"
-    if not source.exists():
-        return captions, None
-    trip = pq.read_table(source)
-    chosen = set(table.take(sorted(keep)).column("image_id").to_pylist())
-    mask = pa.array([i in chosen for i in trip.column("image_id").to_pylist()])
-    triplets = tmp / "triplets"
-    triplets.mkdir()
-    pq.write_table(trip.filter(mask), triplets / "triplets.parquet")
-    write_manifest(triplets, "triplets", {"bench": n}, [], {"triplets.parquet": int(mask.true_count)})
+def make_inputs(tmp: Path, n: int, workers: int) -> tuple[Path, Path]:
+    """Finished caption and triplet stages for a seeded sample of n clip-art drawings."""
+    captions, triplets = tmp / "captions", tmp / "triplets"
+    ingest_captions(OpenclipartCaptions(limit=n, seed=0, workers=workers), captions, show_progress=False)
+    generate_triplets(TripletsConfig(backend="template"), captions, triplets, show_progress=False)
     return captions, triplets
 
 
@@ -147,7 +137,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--text-batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--triplets", type=Path, default=DEMO / "triplets", help="a finished triplets dir")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--skip-encoder", action="store_true", help="only the shard read figures")
@@ -158,7 +147,7 @@ def main() -> None:
         tmp = Path(name)
         lines, results = [], []
         if not args.skip_encoder:
-            captions, triplets = sample_inputs(tmp, args.images, args.triplets)
+            captions, triplets = make_inputs(tmp, args.images, args.workers)
             cfg = EmbedConfig(encoder=args.encoder, device=args.device, image_batch_size=args.batch_size,
                               text_batch_size=args.text_batch_size, num_workers=args.workers)  # fmt: skip
             encoder = get_encoder(cfg)

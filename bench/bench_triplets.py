@@ -33,12 +33,12 @@ import pyarrow.parquet as pq
 from scot_data import ids
 from scot_data.atomic import atomic_write_json
 from scot_data.triplets.client import ChatClient
-from scot_data.triplets.config import TripletsConfig
+from scot_data.triplets.config import DEFAULT_PROMPT, TripletsConfig
 from scot_data.triplets.generate import generate_triplets
 from scot_data.triplets.prompts import load_prompt
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPT = load_prompt(REPO / "pipelines/prompts/v1.yaml")
+PROMPT = load_prompt(DEFAULT_PROMPT)
 
 
 def captions(n: int) -> list[str]:
@@ -90,7 +90,6 @@ def stage(url: str, model: str, texts: list[str], concurrency: int, max_tokens: 
             "source": ["bench"] * len(texts)}), captions_dir / "captions.parquet")  # fmt: skip
         atomic_write_json(captions_dir / "manifest.json", {"stage": "captions"})
         cfg = TripletsConfig(endpoints=[url], model=model, concurrency=concurrency, batch_size=256,
-                             prompt=REPO / "pipelines/prompts/v1.yaml",
                              sampling={"max_tokens": max_tokens})  # fmt: skip
         started = time.perf_counter()
         summary = generate_triplets(cfg, captions_dir, Path(tmp) / "out", show_progress=False)

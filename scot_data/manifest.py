@@ -55,19 +55,21 @@ def stage_fingerprint(stage: str, config: dict[str, Any], inputs: list[InputRef]
 
 
 def code_version() -> dict[str, str | None]:
-    """The package version and, when run from a git checkout, its commit."""
+    """The package version and, when run from a git checkout, its commit: only a checkout
+    of scot itself (the package installed in a venv inside another repository is not)."""
+    package = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
+        top, commit = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
+            cwd=package,
             capture_output=True,
             text=True,
             timeout=5,
             check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"scot_data": __version__, "git_commit": commit}
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {"scot_data": __version__, "git_commit": None}
+    return {"scot_data": __version__, "git_commit": commit if Path(top).resolve() == package.parent else None}
 
 
 def describe_outputs(out_dir: Path, files: dict[str, int | None]) -> dict[str, dict[str, Any]]:

@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sim.add_argument("--encoder", required=True)
     tab = sub.add_parser("table", help="per-model precision table and paired view")
     tab.add_argument("--labelled", type=Path, required=True)
-    tab.add_argument("--prompt", type=Path, default=Path("pipelines/prompts/scenes-v1.yaml"))
+    tab.add_argument("--prompt", type=Path, default=Path("scenes-v1"), help="a shipped template or YAML file")
     args = parser.parse_args(argv)
     if args.command == "convert-gemma":
         from scot_data.encoders.package_data import model_cache_dir

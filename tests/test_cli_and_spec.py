@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from scot_data.cli import app
 from scot_data.errors import ScotInputError
 from scot_data.pipeline import run_pipeline
 from scot_data.spec import load_spec
@@ -139,6 +142,41 @@ def test_shipped_ablations_choose_on_val_and_report_test(name: str) -> None:
     demo = load_spec(REPO / "pipelines" / "demo.yaml")
     assert demo.evaluate is not None and demo.evaluate.benchmarks[0].splits == ("val", "test")
     assert ablation.benchmark == demo.evaluate.benchmarks[0].data and ablation.cache == demo.out / "evaluate" / "cache"
+
+
+def test_shipped_files_by_bare_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``demo``, ``v1``: the package's own files, from a folder with no pipelines/ in it; a
+    name with a suffix or a folder is a path; the checkout's pipelines/ is the same files."""
+    from scot_data.evaluate.ablate import load_ablation
+    from scot_data.triplets.config import TripletsConfig
+    from scot_data.triplets.generate import make_run
+    from scot_data.triplets.prompts import load_prompt
+
+    shipped = REPO / "scot_data" / "pipelines"
+    assert (REPO / "pipelines").resolve() == shipped
+    monkeypatch.chdir(tmp_path)
+    assert load_spec("demo") == load_spec(shipped / "demo.yaml")
+    assert load_ablation("clipart") == load_ablation(shipped / "ablations" / "clipart.yaml")
+    demo_prompt = load_spec("demo").triplets.prompt  # type: ignore[union-attr]
+    assert str(demo_prompt) == "scenes-v1" and load_prompt(demo_prompt).version == "scenes-v1"
+    default = TripletsConfig()
+    assert load_prompt(default.prompt).sha256 == hashlib.sha256((shipped / "prompts/v1.yaml").read_bytes()).hexdigest()
+    by_path = TripletsConfig(prompt=REPO / "pipelines" / "prompts" / "v1.yaml")
+    assert make_run(default).run_key == make_run(by_path).run_key  # one prompt text, one set of parts
+    with pytest.raises(ScotInputError, match=r"^no-such: no shipped pipeline spec .*\(shipped: coco-290k, demo;"):
+        load_spec("no-such")
+    with pytest.raises(ScotInputError, match=r"^pipeline spec not found: demo\.yaml$"):
+        load_spec("demo.yaml")  # a suffix makes it a path, here in the working folder
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump({"name": "mine", "captions": {"format": "table", "input": "c"}}))
+    assert load_spec("demo.yaml").name == "mine" and load_spec("demo").name == "demo"
+    listed = CliRunner().invoke(app, ["spec", "list"])
+    assert listed.exit_code == 0, listed.output
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    assert [(row[-2], Path(row[-1])) for row in rows] == [
+        ("coco-290k", shipped / "coco-290k.yaml"), ("demo", shipped / "demo.yaml"),
+        ("clipart", shipped / "ablations/clipart.yaml"), ("demo", shipped / "ablations/demo.yaml"),
+        ("scenes-v1", shipped / "prompts/scenes-v1.yaml"), ("v1", shipped / "prompts/v1.yaml"),
+    ]  # fmt: skip
 
 
 def test_run_skips_complete_stage_and_reruns_on_change(coco_dir: Path, tmp_path: Path) -> None:

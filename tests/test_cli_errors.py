@@ -94,6 +94,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
          "{garbage_yaml}"),
         ("--captions {captions} --out {out} --backend llm --endpoint {endpoint} --prompt {list_yaml}",
          "{list_yaml}"),
+        ("--captions {captions} --out {out} --backend llm --endpoint {endpoint} --prompt v0", "v0"),
     ],
     "triplets filter": [
         ("--triplets {missing} --out {out}", "{missing}"),
@@ -108,6 +109,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("--triplets {triplets} --out {garbage}", "{garbage}"),
         ("--triplets {triplets} --out {out} --prompt {missing}", "{missing}"),
         ("--triplets {triplets} --out {out} --prompt {garbage_yaml}", "{garbage_yaml}"),
+        ("--triplets {triplets} --out {out} --prompt v0", "v0"),
         ("--triplets {triplets} --out {out} --encoder nosuch:model", "nosuch"),
     ],
     "triplets score-labelled": [
@@ -118,6 +120,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("--labelled {list_jsonl}", "{list_jsonl}"),
         ("--labelled {labelled} --prompt {missing}", "{missing}"),
         ("--labelled {labelled} --prompt {garbage_yaml}", "{garbage_yaml}"),
+        ("--labelled {labelled} --prompt v0", "v0"),
     ],
     "mix": [
         ("--source {missing}:1 --out {out}", "{missing}"),
@@ -301,6 +304,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("{list_yaml} --out {out}", "{list_yaml}"),
         ("{garbage} --out {out}", "{garbage}"),
         ("{ablation} --out {garbage}", "{garbage}"),
+        ("no-such-ablation --out {out}", "no-such-ablation"),
     ],
     "search": [
         ("--gallery {missing} --text red", "{missing}"),
@@ -336,6 +340,7 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("{list_yaml} --engine local", "{list_yaml}"),
         ("{garbage} --engine local", "{garbage}"),
         ("{missing} --engine airflow", USAGE),
+        ("no-such-spec --engine local", "no-such-spec"),
     ],
     "spec check": [
         ("{missing}", "{missing}"),
@@ -343,6 +348,10 @@ CASES: dict[str, list[tuple[str, str | None]]] = {
         ("{garbage_yaml}", "{garbage_yaml}"),
         ("{list_yaml}", "{list_yaml}"),
         ("{garbage}", "{garbage}"),
+        ("no-such-spec", "no-such-spec"),
+    ],
+    "spec list": [
+        ("demo", USAGE),
     ],
     "bench build-clipart": [
         ("--captions {missing} --out {out}", "{missing}"),

@@ -12,7 +12,7 @@ from scot_data.cli.common import FORCE_HELP, console, reports_input_errors
 
 @reports_input_errors
 def ablate_command(
-    spec: Path = typer.Argument(..., help="an ablation YAML (pipelines/ablations/*.yaml)"),
+    spec: Path = typer.Argument(..., help="a shipped ablation's name (clipart, demo) or an ablation YAML"),
     out: Path = typer.Option(..., "--out", help="runs, ablation.json, report.html"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),

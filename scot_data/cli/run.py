@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import typer
 
 from scot_data.cli.common import console, print_metric_tables, reports_input_errors
+from scot_data.cli.spec import SPEC_HELP
 
 if TYPE_CHECKING:
     from scot_data.pipeline import StageResult
@@ -51,7 +52,7 @@ def _engine_runner(engine: Engine, spec: Path, pipeline: PipelineSpec,
 
 @reports_input_errors
 def run(
-    spec: Path = typer.Argument(..., help="pipelines/<name>.yaml"),
+    spec: Path = typer.Argument(..., help=SPEC_HELP),
     engine: Engine = typer.Option(Engine.prefect, "--engine",
                                   help="prefect: a flow with a subflow per stage; local: in this process"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),

@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from scot_data.cli.common import FORCE_HELP, _validated, config_option, print_summary, reports_input_errors
 from scot_data.errors import ScotInputError
-from scot_data.triplets.config import BACKENDS, DEFAULT_PROMPT, TripletsConfig
+from scot_data.triplets.config import BACKENDS, TripletsConfig
 from scot_data.triplets.filters import FILTER_SPECS, FilterConfig
 
 triplets_app = typer.Typer(help="The triplet stage.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def triplets_generate(
     limit: Optional[int] = typer.Option(None, "--limit", help="a seeded sample of N captions"),
     seed: int = typer.Option(0, "--seed"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="captions per resumable part"),
-    prompt: Path = typer.Option(DEFAULT_PROMPT, "--prompt", help="prompt template YAML"),
+    prompt: Path = config_option(TripletsConfig, "prompt"),
     response_format: Optional[str] = typer.Option(None, "--response-format", help="json_schema | json_object"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per request"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -109,7 +109,7 @@ def triplets_filter(
 def triplets_score_labelled(
     labelled: Path = typer.Option(..., "--labelled", help="JSONL: triplet_id, caption, modification, "
                                   "modified_caption, label (good|bad), similarity"),
-    prompt: Path = typer.Option(DEFAULT_PROMPT, "--prompt", help="the prompt whose examples must not be copied"),
+    prompt: Path = config_option(FilterConfig, "prompt"),
     model: Optional[str] = typer.Option(None, "--model", help="score only rows whose `model` field is this"),
 ) -> None:
     """Fit the similarity band on one half of a labelled set and print each filter's precision and

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from scot_data.llm.config import DEFAULT_VENV
 from scot_data.llm.models import resolve_model
 from scot_data.llm.server import VLLMServer, VLLMServerConfig
 from scot_data.triplets.config import EmbeddedServer, TripletsConfig
@@ -17,7 +18,7 @@ def server_config(serve: EmbeddedServer, served_name: str, log_file: Path | None
         model=resolve_model(serve.model),
         served_model_name=served_name,
         port=serve.port,
-        venv=Path(serve.venv),
+        venv=serve.venv or DEFAULT_VENV,
         max_model_len=serve.max_model_len,
         kv_cache_gib=serve.kv_cache_gib,
         enforce_eager=serve.enforce_eager,

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_PROMPT = Path("pipelines/prompts/v1.yaml")
+DEFAULT_PROMPT = Path("v1")  # the shipped template (scot_data/pipelines/prompts/v1.yaml)
 TEMPLATE_VERSION = "template-v1"
 
 
@@ -49,7 +49,8 @@ class EmbeddedServer(BaseModel):
 
     model: str = Field("smollm2-135m-instruct", description="a built-in name, a local HF directory or a hub id")
     port: int = Field(8000, ge=1, le=65535)
-    venv: Path = Path(".venv-vllm")
+    venv: Path | None = Field(None, description="the vLLM environment; default: SCOT_VLLM_VENV, else the "
+                              "one beside scot's own (<venv>-vllm)")
     max_model_len: int = Field(1024, ge=64)
     kv_cache_gib: float = Field(2.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE (CPU builds only)")
     enforce_eager: bool = Field(True, description="skip torch.compile: a 3x faster start on CPU")
@@ -75,7 +76,7 @@ class TripletsConfig(BaseModel):
     endpoints: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])
     model: str = "smollm2-135m-instruct"
     serve: EmbeddedServer | None = Field(None, description="start this server for the run")
-    prompt: Path = DEFAULT_PROMPT
+    prompt: Path = Field(DEFAULT_PROMPT, description="a shipped template's name (v1, scenes-v1) or YAML file")
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     sampling: Sampling = Sampling()
     concurrency: int = Field(16, ge=1, description="requests in flight over all endpoints")

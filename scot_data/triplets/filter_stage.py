@@ -37,6 +37,7 @@ from scot_data.manifest import (
 )
 from scot_data.outdir import writes_folder
 from scot_data.triplets.filters import FilterConfig, find_problems, load_shots
+from scot_data.triplets.prompts import prompt_file
 from scot_data.triplets.records import (
     PARQUET_OPTIONS,
     REJECTS_FILE,
@@ -178,7 +179,7 @@ def _inputs(source: Path, embeddings: Path | None, cfg: FilterConfig) -> list[In
     if embeddings is not None:
         inputs.append(finished_input(embeddings, stages.EMBED, "--embeddings"))
     if cfg.few_shot_copy:
-        inputs.append(fingerprint_input(cfg.prompt))
+        inputs.append(fingerprint_input(prompt_file(cfg.prompt)))
     return inputs
 
 

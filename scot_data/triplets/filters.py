@@ -118,7 +118,8 @@ class FilterConfig(_FilterSwitches):  # type: ignore[misc,valid-type]
     copy_jaccard: float = Field(0.8, gt=0.0, le=1.0, description="token-set Jaccard that counts as a copy")
     max_word_repeats: int = Field(3, ge=2, description="a content word this often in one text is a loop")
     loop_ngram: int = Field(4, ge=2, description="a phrase of this many words written twice is a loop")
-    prompt: Path = Field(DEFAULT_PROMPT, description="the prompt whose few-shot examples must not be copied")
+    prompt: Path = Field(DEFAULT_PROMPT, description="the prompt whose few-shot examples must not be copied "
+                         "(a shipped template's name or a YAML file)")
 
     @model_validator(mode="after")
     def _band_is_ordered(self) -> FilterConfig:

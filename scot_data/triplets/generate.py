@@ -40,7 +40,7 @@ from scot_data.manifest import (
 from scot_data.outdir import writes_folder
 from scot_data.triplets.client import ChatClient, RequestFailed, RequestRefused
 from scot_data.triplets.config import TripletsConfig
-from scot_data.triplets.prompts import PromptTemplate, load_prompt
+from scot_data.triplets.prompts import PromptTemplate, load_prompt, prompt_file
 from scot_data.triplets.records import (
     PARQUET_OPTIONS,
     REJECTS_FILE,
@@ -146,8 +146,9 @@ def sample(captions: list[CaptionIn], limit: int | None, seed: int) -> list[Capt
 
 
 def stage_config(cfg: TripletsConfig, prompt: PromptTemplate | None) -> dict[str, Any]:
-    """The options that shape the answers, with the prompt's exact text hash."""
-    config = cfg.model_dump(mode="json", exclude=RUNTIME_ONLY_OPTIONS)
+    """The options that shape the answers, with the prompt's exact text hash in place of the
+    name or path it was given by (``v1`` and ``pipelines/prompts/v1.yaml`` share their parts)."""
+    config = cfg.model_dump(mode="json", exclude=RUNTIME_ONLY_OPTIONS | {"prompt"})
     backend = cfg.backend_entry
     if backend.llm:
         config["prompt_sha256"] = prompt.sha256 if prompt else None
@@ -385,7 +386,7 @@ def assemble(batches: list[Batch], out: Path, summary: TripletSummary) -> None:
 def stage_inputs(cfg: TripletsConfig, captions_dir: Path) -> list[InputRef]:
     inputs = [fingerprint_input(captions_dir / "captions.parquet")]
     if cfg.backend_entry.llm:
-        inputs.append(fingerprint_input(cfg.prompt))
+        inputs.append(fingerprint_input(prompt_file(cfg.prompt)))
     return inputs
 
 

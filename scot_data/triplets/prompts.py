@@ -1,4 +1,8 @@
-"""Versioned prompt templates (``pipelines/prompts/*.yaml``) and the answer's JSON schema."""
+"""Versioned prompt templates and the answer's JSON schema.
+
+A template is a YAML file, named by its path or, for the ones the package ships
+(``scot_data/pipelines/prompts/``), by its bare name: ``v1``, ``scenes-v1``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from scot_data.config_files import resolve_file
 from scot_data.errors import ScotInputError
 
 ANSWER_FIELDS = ("modification", "modified_caption", "edit_type")
@@ -75,9 +80,14 @@ class PromptTemplate(BaseModel):
         return {"type": "json_schema", "json_schema": {"name": "triplet", "schema": self.json_schema(), "strict": True}}
 
 
-def load_prompt(path: str | Path) -> PromptTemplate:
-    """Read a template; its sha256 covers the file's exact bytes."""
-    prompt_path = Path(path)
+def prompt_file(prompt: str | Path) -> Path:
+    """The template file a ``prompt`` option names (a shipped name or a path)."""
+    return resolve_file(prompt, "prompt template")
+
+
+def load_prompt(prompt: str | Path) -> PromptTemplate:
+    """Read a template (a shipped name or a path); its sha256 covers the file's exact bytes."""
+    prompt_path = prompt_file(prompt)
     if not prompt_path.is_file():
         raise ScotInputError(f"prompt template not found: {prompt_path}")
     raw = prompt_path.read_bytes()
