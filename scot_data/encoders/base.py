@@ -145,18 +145,14 @@ class Encoder(ABC):
         return nullcontext()
 
     def _place(self, module: torch.nn.Module) -> torch.nn.Module:
-        """Freeze ``module``, set eval mode and move it to the device (channels_last on GPU,
-        which convolutions and bf16 tensor cores prefer)."""
+        """Freeze ``module``, set eval mode and move it to the device, channels_last: bf16
+        tensor cores prefer it on GPU, and oneDNN's depthwise convolutions on CPU run
+        EfficientNet-Lite0 1.5x faster with it (bench/encoder_forward.py --memory-format)."""
         module.requires_grad_(False).eval()
-        if self.on_gpu:
-            return module.to(self.device, memory_format=torch.channels_last)
-        return module.to(self.device)
+        return module.to(self.device, memory_format=torch.channels_last)
 
     def _pixels_on_device(self, pixels: torch.Tensor) -> torch.Tensor:
-        pixels = pixels.to(self.device, non_blocking=True)
-        if self.on_gpu:
-            return pixels.contiguous(memory_format=torch.channels_last)
-        return pixels
+        return pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
