@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -26,29 +23,9 @@ from scot_data.triplets.prompts import load_prompt
 from scot_data.triplets.records import CaptionIn
 from scot_data.triplets.template import template_edit
 from tests.conftest import png_bytes
+from tests.scripted_openai_server import free_port, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
-SERVER = REPO / "tests" / "scripted_openai_server.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, delay: float = 0.0) -> subprocess.Popen:
-    env = {**os.environ, "SCRIPTED_DELAY": str(delay)}
-    process = subprocess.Popen([sys.executable, str(SERVER), str(port), "scripted"], env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("scripted server did not start")
 
 
 @pytest.fixture
@@ -57,15 +34,6 @@ def server() -> Iterator[str]:
     process = start_server(port)
     yield f"http://127.0.0.1:{port}/v1"
     stop_server(process)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def make_captions(tmp_path: Path, captions: list[str]) -> Path:
