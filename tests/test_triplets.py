@@ -17,6 +17,7 @@ import pytest
 from scot_data.captions.config import TableCaptions
 from scot_data.captions.ingest import ingest_captions
 from scot_data.errors import ScotInputError
+from scot_data.triplets.client import FAILURES_BEFORE_COOLDOWN, Endpoint, EndpointPool
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.generate import PARTS_DIR, generate_triplets
 from scot_data.triplets.prompts import load_prompt
@@ -104,6 +105,32 @@ def test_dead_endpoint_is_rotated_out(server: str, tmp_path: Path) -> None:
     summary = generate_triplets(cfg, captions, tmp_path / "out", show_progress=False)
     assert summary.triplets == 12 and summary.rejects == 0
     assert summary.attempts > summary.requests
+
+
+def test_a_hung_request_holds_up_only_its_own_batch(server: str, tmp_path: Path) -> None:
+    """Batches keep starting while two of them wait out a request's timeout (2 s): every
+    other part is written before theirs. A fixed window of two batches waited for them."""
+    texts = [f"a kite number {i}" + (" [hang]" if i in (0, 4) else "") for i in range(24)]
+    summary = generate_triplets(llm_config([server]), make_captions(tmp_path, texts), tmp_path / "out",
+                                show_progress=False)  # fmt: skip
+    assert summary.triplets == 24 and summary.attempts == 26
+    parts = sorted((tmp_path / "out" / PARTS_DIR).glob("*.triplets.parquet"), key=lambda p: p.stat().st_mtime_ns)
+    held_up = [p for p in parts if "[hang]" in " ".join(pq.read_table(p, columns=["caption"]).column(0).to_pylist())]
+    assert len(parts) == 6 and parts[-2:] == held_up
+
+
+def test_failures_in_flight_during_a_cooldown_are_one_strike() -> None:
+    """Hundreds of requests sent together that time out together put a single endpoint out
+    for the base cool-down, not the cap; a failure after the cool-down doubles it."""
+    pool = EndpointPool([Endpoint("http://127.0.0.1:9/v1", client=None)], base_cooldown=2.0)  # type: ignore[arg-type]
+    endpoint = pool.endpoints[0]
+    for _ in range(FAILURES_BEFORE_COOLDOWN + 250):
+        pool.failed(endpoint)
+    assert endpoint.cooldown == 2.0
+    endpoint.available_at = time.monotonic()  # the cool-down is over
+    for _ in range(FAILURES_BEFORE_COOLDOWN):
+        pool.failed(endpoint)
+    assert endpoint.cooldown == 4.0
 
 
 def test_missing_endpoint_fails_before_any_work(tmp_path: Path) -> None:
