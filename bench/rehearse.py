@@ -26,6 +26,10 @@ in ``--out``. ``--compare-engines`` then runs the triplet stage again on the sam
 three ways: ``scot run`` (Prefect), ``scot run --engine local``, and the per-batch task flow
 (``flows/triplets.py``, the watch deployment's).
 
+The pipeline is imported inside the functions that run it: the caption stage's workers are
+spawned, and a spawned worker re-imports the main module (this one, run with ``-m``); under
+``scot`` that is the light CLI, and here it must be as light.
+
 Run from the repository root (so this tree's code is used):
     .venv/bin/python -m bench.rehearse --triplets 10000 --out /tmp/rehearse-10k
 """
@@ -35,10 +39,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import platform
-import random
 import shutil
 import subprocess
 import sys
@@ -48,105 +50,21 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import yaml
-from PIL import Image, ImageDraw
 
-from scot_data.cli.run import PREFECT_DEFAULTS
-from scot_data.pipeline import StageResult, observed_by, run_pipeline, signals_as_interrupt
-from scot_data.spec import load_spec
+from bench.synthetic_coco import sizes, tiny_encoder, write_coco
 from tests.scripted_openai_server import free_port, server_stats, start_server, stop_server
+
+if TYPE_CHECKING:
+    from scot_data.pipeline import StageResult
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_SPEC = REPO / "pipelines" / "coco-290k.yaml"
-COCO_RATIO = 591_753 / 290_000  # COCO train2017 captions per caption the paper-scale spec samples
-CAPTIONS_PER_IMAGE = 5
-IMAGE_PX = 64
 BUCKET = "rehearse"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-SUBJECTS = ("man", "woman", "young boy", "little girl", "dog", "cat", "horse", "giraffe", "elephant", "bus",
-            "train", "truck", "motorcycle", "bicycle", "pizza", "sandwich", "laptop", "teddy bear", "surfer",
-            "skateboarder", "clock", "vase", "kite", "boat", "zebra", "sheep", "bird", "cake")  # fmt: skip
-ADJECTIVES = ("large", "small", "old", "shiny", "tall", "dirty", "happy", "wooden", "striped", "tiny")
-COLOURS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple", "brown", "gray")
-ACTIONS = ("sitting on", "standing next to", "parked near", "lying on", "riding along", "walking along",
-           "flying over", "resting on", "in front of", "on top of")  # fmt: skip
-PLACES = ("a wooden table", "the grass", "a busy street", "a sandy beach", "a city sidewalk", "a kitchen counter",
-          "a snowy hill", "the water", "a brick wall", "a grassy field", "a parking lot")  # fmt: skip
-ENDINGS = ("", " on a sunny day", " at night", " near some trees", " with people around", " in the rain")
-
-
-# ------------------------------------------------------------------------- the COCO stand-in
-
-
-def sizes(triplets: int) -> tuple[int, int]:
-    """(images, captions) of a COCO-shaped input whose spec samples ``triplets`` captions."""
-    images = math.ceil(triplets * COCO_RATIO / CAPTIONS_PER_IMAGE)
-    return images, images * CAPTIONS_PER_IMAGE
-
-
-def caption_text(rng: random.Random, subject: str) -> str:
-    """One COCO-style sentence about ``subject``: the five of an image differ in every other word."""
-    colour = f"{rng.choice(COLOURS)} " if rng.random() < 0.7 else ""
-    adjective = rng.choice(ADJECTIVES)
-    article = "An" if adjective[0] in "aeiou" else "A"
-    return f"{article} {adjective} {colour}{subject} {rng.choice(ACTIONS)} {rng.choice(PLACES)}{rng.choice(ENDINGS)}."
-
-
-def draw_image(rng: random.Random) -> Image.Image:
-    """Shapes on a colour: varied enough that JPEG sizes and decode times vary like photos'."""
-    def colour() -> tuple[int, int, int]:
-        return rng.randrange(256), rng.randrange(256), rng.randrange(256)
-
-    image = Image.new("RGB", (IMAGE_PX, IMAGE_PX), colour())
-    draw = ImageDraw.Draw(image)
-    for _ in range(rng.randint(1, 4)):
-        x, y = rng.randrange(IMAGE_PX - 8), rng.randrange(IMAGE_PX - 8)
-        box = (x, y, x + rng.randint(8, IMAGE_PX - x), y + rng.randint(8, IMAGE_PX - y))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour())
-    return image
-
-
-def write_coco(root: Path, images: int, seed: int = 0) -> tuple[Path, Path]:
-    """``annotations/captions_train2017.json`` and ``train2017/`` as COCO ships them."""
-    rng = random.Random(seed)
-    folder, annotations_dir = root / "train2017", root / "annotations"
-    folder.mkdir(parents=True)
-    annotations_dir.mkdir()
-    records, annotations = [], []
-    for image_id in range(1, images + 1):
-        name = f"{image_id:012d}.{'png' if image_id % 4 == 0 else 'jpg'}"
-        draw_image(rng).save(folder / name, format="PNG" if name.endswith("png") else "JPEG", quality=90)
-        records.append({"id": image_id, "file_name": name, "width": IMAGE_PX, "height": IMAGE_PX})
-        subject = rng.choice(SUBJECTS)
-        annotations += [{"image_id": image_id, "caption": caption_text(rng, subject)} for _ in range(CAPTIONS_PER_IMAGE)]
-    rng.shuffle(annotations)  # COCO's annotations are not grouped by image
-    annotations = [{"id": i, **a} for i, a in enumerate(annotations, start=1)]
-    path = annotations_dir / "captions_train2017.json"
-    path.write_text(json.dumps({"info": {}, "licenses": [], "images": records, "annotations": annotations}))
-    return path, folder
-
-
-# --------------------------------------------------------------------- the encoder stand-in
-
-
-def tiny_encoder(dim: int, config_dir: Path) -> str:
-    """Register a tiny open_clip architecture ``dim`` wide (random init) in this process: one
-    layer 32 wide per tower, 32 text tokens (COCO captions are ~15), so the stage's own cost
-    (decoding, tokenising, parts, shards) shows rather than a model's."""
-    import open_clip
-
-    name = f"scot-rehearse-tiny-{dim}"
-    config = {"embed_dim": dim, "vision_cfg": {"image_size": IMAGE_PX, "layers": 1, "width": 32, "head_width": 32, "patch_size": 16},
-              "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}  # fmt: skip
-    config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / f"{name}.json").write_text(json.dumps(config))
-    open_clip.add_model_config(config_dir / f"{name}.json")
-    return name
-
 
 # ---------------------------------------------------------------------------------- the spec
 
@@ -306,6 +224,9 @@ class Recorder:
 
 def run_spec_with(engine: str, spec_path: Path, recorder: Recorder | None) -> list[StageResult]:
     """``scot run SPEC`` by ``engine`` in this process, as the CLI runs it (no live view)."""
+    from scot_data.pipeline import observed_by, run_pipeline, signals_as_interrupt
+    from scot_data.spec import load_spec
+
     with signals_as_interrupt(), observed_by(recorder):
         if engine == "local":
             return run_pipeline(load_spec(spec_path), show_progress=False)
@@ -491,6 +412,8 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.torch_threads)
+    from scot_data.cli.run import PREFECT_DEFAULTS
+
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     out = (args.out or Path(f"/tmp/scot-rehearse-{args.triplets}-{os.getpid()}")).resolve()
