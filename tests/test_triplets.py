@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -20,35 +17,16 @@ import pytest
 from scot_data.captions.config import TableCaptions
 from scot_data.captions.ingest import ingest_captions
 from scot_data.errors import ScotInputError
+from scot_data.triplets.client import FAILURES_BEFORE_COOLDOWN, Endpoint, EndpointPool
 from scot_data.triplets.config import TripletsConfig
 from scot_data.triplets.generate import PARTS_DIR, generate_triplets
 from scot_data.triplets.prompts import load_prompt
 from scot_data.triplets.records import CaptionIn
 from scot_data.triplets.template import template_edit
 from tests.conftest import png_bytes
+from tests.scripted_openai_server import free_port, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
-SERVER = REPO / "tests" / "scripted_openai_server.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, delay: float = 0.0) -> subprocess.Popen:
-    env = {**os.environ, "SCRIPTED_DELAY": str(delay)}
-    process = subprocess.Popen([sys.executable, str(SERVER), str(port), "scripted"], env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("scripted server did not start")
 
 
 @pytest.fixture
@@ -57,15 +35,6 @@ def server() -> Iterator[str]:
     process = start_server(port)
     yield f"http://127.0.0.1:{port}/v1"
     stop_server(process)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def make_captions(tmp_path: Path, captions: list[str]) -> Path:
@@ -136,6 +105,32 @@ def test_dead_endpoint_is_rotated_out(server: str, tmp_path: Path) -> None:
     summary = generate_triplets(cfg, captions, tmp_path / "out", show_progress=False)
     assert summary.triplets == 12 and summary.rejects == 0
     assert summary.attempts > summary.requests
+
+
+def test_a_hung_request_holds_up_only_its_own_batch(server: str, tmp_path: Path) -> None:
+    """Batches keep starting while two of them wait out a request's timeout (2 s): every
+    other part is written before theirs. A fixed window of two batches waited for them."""
+    texts = [f"a kite number {i}" + (" [hang]" if i in (0, 4) else "") for i in range(24)]
+    summary = generate_triplets(llm_config([server]), make_captions(tmp_path, texts), tmp_path / "out",
+                                show_progress=False)  # fmt: skip
+    assert summary.triplets == 24 and summary.attempts == 26
+    parts = sorted((tmp_path / "out" / PARTS_DIR).glob("*.triplets.parquet"), key=lambda p: p.stat().st_mtime_ns)
+    held_up = [p for p in parts if "[hang]" in " ".join(pq.read_table(p, columns=["caption"]).column(0).to_pylist())]
+    assert len(parts) == 6 and parts[-2:] == held_up
+
+
+def test_failures_in_flight_during_a_cooldown_are_one_strike() -> None:
+    """Hundreds of requests sent together that time out together put a single endpoint out
+    for the base cool-down, not the cap; a failure after the cool-down doubles it."""
+    pool = EndpointPool([Endpoint("http://127.0.0.1:9/v1", client=None)], base_cooldown=2.0)  # type: ignore[arg-type]
+    endpoint = pool.endpoints[0]
+    for _ in range(FAILURES_BEFORE_COOLDOWN + 250):
+        pool.failed(endpoint)
+    assert endpoint.cooldown == 2.0
+    endpoint.available_at = time.monotonic()  # the cool-down is over
+    for _ in range(FAILURES_BEFORE_COOLDOWN):
+        pool.failed(endpoint)
+    assert endpoint.cooldown == 4.0
 
 
 def test_missing_endpoint_fails_before_any_work(tmp_path: Path) -> None:

@@ -27,6 +27,10 @@ from openai.types.chat import ChatCompletion
 
 RETRYABLE = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
 FAILURES_BEFORE_COOLDOWN = 3
+# Idle connections are dropped before the server drops them: uvicorn (vLLM's server) closes
+# them after 5 s, the SDK's default expiry is also 5 s, and the race made hundreds of requests
+# fail at once on connections closing under them after any 5-s lull (issue 16's rehearsal).
+KEEPALIVE_EXPIRY_S = 2.0
 
 
 class RequestFailed(Exception):
@@ -83,7 +87,15 @@ class EndpointPool:
         endpoint.consecutive_failures, endpoint.cooldown = 0, 0.0
 
     def failed(self, endpoint: Endpoint) -> None:
-        """After a few failures in a row the endpoint sits out, twice as long each time."""
+        """After a few failures in a row the endpoint sits out, twice as long each time.
+
+        Failures that land while it already sits out are requests sent before the cool-down
+        began (hundreds are in flight at once): they are one strike, not more. Counting each
+        (issue 16's rehearsal) took a single endpoint from 2 s to the 60-s cap in one burst of
+        timeouts, and every retry then fired at once, timed out together and did it again.
+        """
+        if time.monotonic() < endpoint.available_at:
+            return
         endpoint.consecutive_failures += 1
         if endpoint.consecutive_failures >= FAILURES_BEFORE_COOLDOWN:
             endpoint.cooldown = min(self.max_cooldown, max(self.base_cooldown, endpoint.cooldown * 2))
@@ -104,7 +116,10 @@ class ChatClient:
         backoff: float = 0.5,
         max_backoff: float = 20.0,
     ) -> None:
-        self._http = openai.DefaultAioHttpClient(timeout=timeout)
+        defaults = openai.DEFAULT_CONNECTION_LIMITS
+        limits = type(defaults)(max_connections=max(defaults.max_connections or 0, concurrency),
+                                max_keepalive_connections=concurrency, keepalive_expiry=KEEPALIVE_EXPIRY_S)  # fmt: skip
+        self._http = openai.DefaultAioHttpClient(timeout=timeout, limits=limits)
         self.pool = EndpointPool(
             [
                 Endpoint(url, openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=timeout,

@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,10 +229,21 @@ async def _answer(client: ChatClient, run: Run, caption: CaptionIn, stats: PartS
     return _triplet(run, caption, fields["modification"], fields["modified_caption"], edit_label(fields["edit_type"]))
 
 
-async def answer_batch(client: ChatClient, run: Run, batch: Batch) -> tuple[list, list, PartStats]:
-    """All captions of a batch concurrently; raises RequestFailed if any went unanswered."""
+async def answer_batch(
+    client: ChatClient, run: Run, batch: Batch, on_answer: Callable[[], None] | None = None
+) -> tuple[list, list, PartStats]:
+    """All captions of a batch concurrently; raises RequestFailed if any went unanswered.
+    ``on_answer`` is called as each caption's request ends, answered or not."""
     stats = PartStats(captions=len(batch.captions))
-    results = await asyncio.gather(*(_answer(client, run, c, stats) for c in batch.captions))
+
+    async def answer(caption: CaptionIn) -> Triplet | TripletReject:
+        try:
+            return await _answer(client, run, caption, stats)
+        finally:
+            if on_answer is not None:
+                on_answer()
+
+    results = await asyncio.gather(*(answer(c) for c in batch.captions))
     return _split(results, stats)
 
 
@@ -291,37 +302,58 @@ def _client(cfg: TripletsConfig) -> ChatClient:
 
 
 async def _run_llm(run: Run, todo: list[Batch], on_done) -> list[str]:
-    """Answer batches with a sliding window so the servers never wait for the writer.
+    """Answer batches so the servers always have ``concurrency`` requests to work on.
+
+    A batch starts whenever fewer than ``concurrency + batch_size`` requests of the batches
+    already started are unanswered, however many batches that takes: a batch that waits on
+    one slow request (a timeout, then its retries) holds one request's place, not a whole
+    batch's. (With a fixed window of batches, issue 16's rehearsal found most batches of 256
+    holding a request that timed out, at a 0.5% timeout rate, and each one halved the
+    stage's throughput for the whole timeout.) Parts are written as batches finish.
 
     Once a batch goes unanswered (every retry failed) no further batch starts: against a
     dead server each one would wait out its own retries and ever longer cool-downs (4.5
     minutes for 8 batches of 4 in tests/test_drills.py) before the stage could say so.
     """
     client = _client(run.cfg)
-    window = max(2, -(-run.cfg.concurrency // run.cfg.batch_size) + 1)
+    room_below = run.cfg.concurrency + run.cfg.batch_size
+    unanswered = 0
+    room = asyncio.Event()
     failures: list[str] = []
+
+    def answered() -> None:
+        nonlocal unanswered
+        unanswered -= 1
+        if unanswered < room_below:
+            room.set()
 
     async def one(batch: Batch) -> tuple[Batch, Any]:
         started = time.perf_counter()
         try:
-            triplets, rejects, stats = await answer_batch(client, run, batch)
+            triplets, rejects, stats = await answer_batch(client, run, batch, answered)
         except RequestFailed as exc:
             return batch, exc
         stats.seconds = round(time.perf_counter() - started, 3)
         return batch, (triplets, rejects, stats)
 
     pending: set[asyncio.Task] = set()
-    queue = iter(todo)
+    queue = list(reversed(todo))
     try:
         while True:
-            for batch in () if failures else queue:
+            while queue and not failures and unanswered < room_below:
+                batch = queue.pop()
                 pending.add(asyncio.create_task(one(batch)))
-                if len(pending) >= window:
-                    break
+                unanswered += len(batch.captions)
             if not pending:
                 break
-            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
+            room.clear()
+            waiter = asyncio.create_task(room.wait()) if queue and not failures else None
+            wake = pending if waiter is None else pending | {waiter}
+            finished, _ = await asyncio.wait(wake, return_when=asyncio.FIRST_COMPLETED)
+            if waiter is not None:
+                waiter.cancel()
+            for task in finished & pending:
+                pending.discard(task)
                 batch, result = task.result()
                 if isinstance(result, Exception):
                     failures.append(f"part {batch.key}: {result}")
@@ -330,7 +362,7 @@ async def _run_llm(run: Run, todo: list[Batch], on_done) -> list[str]:
                 on_done(batch)
     finally:
         await client.close()
-    return failures + [f"part {batch.key}: not started (an earlier batch went unanswered)" for batch in queue]
+    return failures + [f"part {batch.key}: not started (an earlier batch went unanswered)" for batch in reversed(queue)]
 
 
 def check_endpoints(cfg: TripletsConfig) -> None:
