@@ -174,7 +174,8 @@ def test_shipped_files_by_bare_name_from_any_folder(tmp_path: Path, monkeypatch:
     rows = [line.split() for line in listed.stdout.splitlines()]
     assert [(row[-2], Path(row[-1])) for row in rows] == [
         ("coco-290k", shipped / "coco-290k.yaml"), ("demo", shipped / "demo.yaml"),
-        ("clipart", shipped / "ablations/clipart.yaml"), ("demo", shipped / "ablations/demo.yaml"),
+        ("clipart", shipped / "ablations/clipart.yaml"),
+        ("demo-recipe", shipped / "ablations/demo-recipe.yaml"), ("demo", shipped / "ablations/demo.yaml"),
         ("scenes-v1", shipped / "prompts/scenes-v1.yaml"), ("v1", shipped / "prompts/v1.yaml"),
     ]  # fmt: skip
 
