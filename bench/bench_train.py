@@ -26,8 +26,8 @@ import torch
 from scot_data.train.stage import (
     TrainConfig,
     TrainModule,
+    device_splits,
     epoch_order,
-    make_split,
     optimizer_step,
     resolve_device,
     split_rows,
@@ -70,9 +70,7 @@ def main() -> None:
         started = time.perf_counter()
         view = load_training_view(embeddings, triplets)
         train_rows, _ = split_rows(view, cfg)
-        images = torch.from_numpy(view.images).to(device, torch.float32)
-        texts = torch.from_numpy(view.texts).to(device, torch.float32)
-        train = make_split(view, train_rows, images, texts, "text")
+        (train,) = device_splits(view, (train_rows,), cfg.target, device)
         loaded = time.perf_counter() - started
     module = TrainModule(args.dim, cfg).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr)

@@ -45,8 +45,8 @@ from scot_data.manifest import write_manifest
 from scot_data.train.stage import (
     TrainConfig,
     TrainModule,
+    device_splits,
     epoch_order,
-    make_split,
     optimizer_step,
     split_rows,
 )
@@ -124,9 +124,7 @@ def combiner_epoch(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     view = load_training_view(embeddings, triplets)
     train_rows, _ = split_rows(view, cfg)
-    images = torch.from_numpy(view.images).to(device, torch.float32)
-    texts = torch.from_numpy(view.texts).to(device, torch.float32)
-    train = make_split(view, train_rows, images, texts, "text")
+    (train,) = device_splits(view, (train_rows,), cfg.target, device)
     _sync(device)
     loaded = time.perf_counter() - started
     module = TrainModule(args.dim, cfg).to(device)

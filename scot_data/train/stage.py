@@ -155,6 +155,16 @@ def make_split(
     return Split(images, texts, v, index(view.t_index), index(view.tm_index), target_rows, bank)
 
 
+def device_splits(
+    view: TrainingView, rows: tuple[np.ndarray, ...], target: str, device: torch.device
+) -> tuple[Split, ...]:
+    """The view's vectors moved to ``device`` once, as float32, and one Split per row set
+    sharing them (the trainer's train/val; the benchmarks' training rows)."""
+    images = torch.from_numpy(view.images).to(device, torch.float32)
+    texts = torch.from_numpy(view.texts).to(device, torch.float32)
+    return tuple(make_split(view, part, images, texts, target) for part in rows)
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up to ``lr``, then cosine to zero at ``total``."""
     warmup = int(cfg.warmup_fraction * total)
@@ -301,11 +311,8 @@ def train_combiner(
     train_rows, val_rows = split_rows(view, cfg)
     if len(train_rows) < 2:
         raise ScotInputError(f"{triplets_dir}: {len(train_rows)} training triplets after the split; need 2+")
-    images = torch.from_numpy(view.images).to(device, torch.float32)
-    texts = torch.from_numpy(view.texts).to(device, torch.float32)
-    train = make_split(view, train_rows, images, texts, cfg.target)
-    val = make_split(view, val_rows, images, texts, cfg.target)
-    dim = images.shape[1]
+    train, val = device_splits(view, (train_rows, val_rows), cfg.target, device)
+    dim = train.images.shape[1]
 
     module = TrainModule(dim, cfg).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
