@@ -421,17 +421,27 @@ def test_labelled_fixture_is_well_formed(labelled: list[dict]) -> None:
     assert all(-1.0 <= r["similarity"] <= 1.0 for r in labelled)
 
 
-@pytest.mark.skipif(not (DEMO_TRIPLETS / "triplets.parquet").exists(), reason="no demo triplets (make demo)")
+def _demo_is_the_fixture_source(labelled: list[dict]) -> bool:
+    """The fixture was drawn from the demo of the object-caption recipe (85e30d9); a demo built
+    since with another recipe (scene captions) holds other triplets, and these provenance
+    checks have nothing to check there."""
+    if not (DEMO_TRIPLETS / "triplets.parquet").exists() or not (DEMO_EMBEDDINGS / "manifest.json").exists():
+        return False
+    found = set(pq.read_table(DEMO_TRIPLETS / "triplets.parquet", columns=["triplet_id"]).column(0).to_pylist())
+    return sum(r["triplet_id"] in found for r in labelled) * 2 > len(labelled)
+
+
 def test_labelled_fixture_is_the_seed_0_sample_of_the_demo(labelled: list[dict]) -> None:
+    if not _demo_is_the_fixture_source(labelled):
+        pytest.skip("shards/demo is not the object-caption demo the fixture was drawn from")
     table = pq.read_table(DEMO_TRIPLETS / "triplets.parquet", columns=["triplet_id"])
     sample = sorted(table.column(0).to_pylist(), key=lambda i: ids.sample_rank(0, i))[:150]
     assert {r["triplet_id"] for r in labelled} == set(sample)
 
 
-@pytest.mark.skipif(
-    not (DEMO_EMBEDDINGS / "manifest.json").exists(), reason="no demo embedding cache (make demo)"
-)
 def test_labelled_similarities_come_from_the_demo_cache(labelled: list[dict]) -> None:
+    if not _demo_is_the_fixture_source(labelled):
+        pytest.skip("shards/demo is not the object-caption demo the fixture was drawn from")
     sims = caption_similarities([r["caption"] for r in labelled], [r["modified_caption"] for r in labelled],
                                 DEMO_EMBEDDINGS, encoder=None)  # fmt: skip
     assert sims.encoded == 0

@@ -83,7 +83,7 @@ def two_images() -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def mini() -> LitEncoder:
-    return LitEncoder("lit-mini", device="cpu")
+    return LitEncoder("lit-mini", device="cpu", cpu_bfloat16=False)  # the float32 vectors of before
 
 
 @pytest.fixture(scope="module")

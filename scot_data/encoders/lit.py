@@ -102,6 +102,7 @@ class LitCLIP(CustomTextCLIP):
     def __init__(self, variant: LitVariant, **config: Any) -> None:
         super().__init__(**config)
         self.variant = variant
+        self.towers_digest = ""  # set by build_model once the towers hold their weights
 
     def train(self, mode: bool = True) -> LitCLIP:
         super().train(mode)
@@ -140,6 +141,7 @@ def build_model(
     load_into_timm(model.visual.trunk, variant.image_checkpoint())
     _load_text_tower(model, text_dir)
     _lock_towers(model)
+    model.towers_digest = towers_sha256(model)  # of the float32 weights, whatever precision runs them later
     set_model_preprocess_cfg(model, preprocess_cfg(variant))
     return model.eval()
 
@@ -162,7 +164,7 @@ def save_heads(path: str | Path, model: LitCLIP, metadata: dict[str, str] | None
     header = {
         "format": model.variant.heads_format,
         "encoder": model.variant.name,
-        "towers_sha256": towers_sha256(model),
+        "towers_sha256": model.towers_digest,
         **(metadata or {}),
     }
     with atomic_path(path) as tmp:
@@ -219,15 +221,18 @@ class LitEncoder(Encoder):
         device: str | torch.device = "auto",
         embed_dim: int | None = None,
         seed: int = 0,
+        cpu_bfloat16: bool = True,
     ) -> None:
-        super().__init__(device)
+        """``cpu_bfloat16=False`` keeps float32 towers even on a CPU with native bfloat16 (the
+        vectors of caches made before bfloat16 towers, or bit-for-bit across CPU kinds)."""
+        super().__init__(device, cpu_bfloat16=cpu_bfloat16)
         self.variant = variant = LIT_VARIANTS[variant] if isinstance(variant, str) else variant
         if heads is not None:
             embed_dim = heads_embed_dim(heads, variant)
         embed_dim = embed_dim or variant.embed_dim
         text_dir = variant.text_dir()
         model = build_model(variant, embed_dim, seed, text_dir)
-        self.towers_sha256 = towers_sha256(model)
+        self.towers_sha256 = model.towers_digest
         if heads is not None:
             load_heads(model, heads, self.towers_sha256)
         self.heads_path = None if heads is None else Path(heads)
@@ -248,6 +253,9 @@ class LitEncoder(Encoder):
             dtype=self.compute_dtype,
         )
         self.model = self._place(model)
+        self._tower_dtype = torch.bfloat16 if self.cpu_bfloat16 else torch.float32
+        self.model.visual.trunk.to(self._tower_dtype)
+        self.model.text.transformer.to(self._tower_dtype)
 
     def _weights_description(self, seed: int) -> str:
         checkpoint = self.variant.image_checkpoint().name
@@ -263,12 +271,14 @@ class LitEncoder(Encoder):
         return batch["input_ids"].to(self.device)
 
     def _image_tower(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.visual.trunk(pixels)
+        """Pooled trunk features in float32: the heads (trained, small) always run in float32."""
+        return self.model.visual.trunk(pixels.to(self._tower_dtype)).float()
 
     def _text_tower(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self._tokens(texts)
         mask = (tokens != self._tokenizer.pad_token_id).long()
         hidden = self.model.text.transformer(input_ids=tokens, attention_mask=mask)
+        hidden.last_hidden_state = hidden.last_hidden_state.float()  # pool in float32 whatever the tower ran in
         return self.model.text.pooler(hidden, mask)
 
     def _image_head(self, tower_features: torch.Tensor) -> torch.Tensor:
