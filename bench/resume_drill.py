@@ -84,7 +84,7 @@ def end_survivors(descendants: list[psutil.Process]) -> list[str]:
     for process in descendants:
         try:
             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                survivors.append(" ".join(process.cmdline()[1:4]))
+                survivors.append(" ".join(process.cmdline()))
                 process.kill()
         except psutil.Error:  # ended meanwhile
             continue
@@ -256,7 +256,7 @@ def summary(report: dict[str, Any]) -> str:
     rows = [f"{'leg':<7}{'killed in':<11}{'parts at kill':>14}{'seconds':>9}{'requests so far':>17}  outlived the kill"]
     for leg in report["legs"]:
         rows.append(f"{leg['name']:<7}{leg['killed_in'] or '-':<11}{leg['parts_at_kill']:>14}{leg['seconds']:>9.1f}"
-                    f"{leg['requests_so_far']:>17,}  {'; '.join(leg['outlived_kill']) or '-'}")  # fmt: skip
+                    f"{leg['requests_so_far']:>17,}  {'; '.join(c[-70:] for c in leg['outlived_kill']) or '-'}")  # fmt: skip
     rows += [
         f"kill points: {report['kill_points']}",
         f"data files A vs B: {report['data_files_sha256_equal']} of {report['data_files']} sha256-equal, "
