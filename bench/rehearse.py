@@ -79,6 +79,10 @@ def rehearsal_spec(triplets: int, coco: tuple[Path, Path], run_dir: Path, endpoi
     spec["triplets"].update(endpoints=[endpoint], limit=triplets, timeout=args.timeout)
     spec["embed"].update(encoder={"backend": "open_clip", "model": encoder}, device="cpu")
     spec["train"].update(epochs=1, device="cpu")
+    if args.train_max_triplets:  # the whole view is still loaded; the epoch is timed on a seeded sample
+        spec["train"]["max_triplets"] = args.train_max_triplets
+    if args.embed_part_rows:  # runtime-only: more parts, so a small run has a middle to kill in
+        spec["embed"]["part_rows"] = args.embed_part_rows
     spec.pop("evaluate", None)
     return spec
 
@@ -357,6 +361,14 @@ def compare_engines(spec: dict[str, Any], out: Path, server: dict[str, Any]) -> 
     return seconds
 
 
+def stand_in(args: argparse.Namespace) -> dict[str, Any]:
+    """The stand-in LLM host, started, serving coco-290k's model name."""
+    model = yaml.safe_load(BASE_SPEC.read_text())["triplets"]["model"]
+    server = {"latency": args.latency, "fault_rate": args.fault_rate, "model": model}
+    restart(server)
+    return server
+
+
 def restart(server: dict[str, Any]) -> None:
     """A fresh stand-in (its per-caption fault memory cleared) on a new port."""
     if server.get("process") is not None:
@@ -368,6 +380,16 @@ def restart(server: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- reporting
+
+
+def train_epoch(summary: dict[str, Any], triplets: int) -> dict[str, Any]:
+    """The epoch's time: measured when it trained on every training triplet, else the
+    measured samples/s extrapolated to them (held-out images' triplets excluded)."""
+    trained, full = summary["triplets_train"], triplets - summary["triplets_val"]
+    return {"dim": summary["dim"], "triplets_trained": trained, "triplets_train_full": full,
+            "samples_per_second": summary["samples_per_second"], "stage_seconds": summary["seconds"],
+            "epoch_seconds": round(full / summary["samples_per_second"], 1) if summary["samples_per_second"] else None,
+            "epoch": "measured" if trained == full else f"extrapolated from {trained:,} of {full:,}"}  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -391,19 +413,28 @@ def table(costs: list[StageCost]) -> str:
     return "\n".join(rows)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def stand_in_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of the input and the stand-ins (shared with ``bench/resume_drill.py``)."""
     parser.add_argument("--triplets", type=int, required=True, help="captions the triplet stage samples (N)")
     parser.add_argument("--out", type=Path, help="a new or empty folder (default: a temporary one, kept)")
-    parser.add_argument("--engine", choices=("prefect", "local"), default="prefect")
     parser.add_argument("--latency", type=float, default=0.02, help="the stand-in LLM's seconds per answer")
     parser.add_argument("--fault-rate", type=float, default=0.02, help="share of captions dealt one fault")
     parser.add_argument("--timeout", type=float, default=5.0, help="the client's seconds per request (a hang's cost)")
     parser.add_argument("--dim", type=int, default=128, help="the stand-in encoder's embedding width")
-    parser.add_argument("--compare-engines", action="store_true", help="then time the triplet stage three ways")
+    parser.add_argument("--train-max-triplets", type=int,
+                        help="train on a seeded sample of this many (the spec's max_triplets): the whole view is "
+                             "loaded, the epoch's time is extrapolated to every training triplet")  # fmt: skip
+    parser.add_argument("--embed-part-rows", type=int, help="the embed stage's part_rows (runtime-only)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads of this process: on a shared 2-core machine 2 OpenMP threads ran the "
                              "stand-in's text tower 4x slower than 1 (train pins 1 for the same reason)")  # fmt: skip
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = stand_in_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--engine", choices=("prefect", "local"), default="prefect")
+    parser.add_argument("--compare-engines", action="store_true", help="then time the triplet stage three ways")
     return parser.parse_args(argv)
 
 
@@ -427,9 +458,7 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
     report["input"] = {"images": images, "captions": captions, "seconds": round(time.perf_counter() - started, 1)}
     print(f"input: {images:,} images, {captions:,} captions ({report['input']['seconds']} s) in {out / 'input'}")
     encoder = tiny_encoder(args.dim, out / "open_clip")
-    base = yaml.safe_load(BASE_SPEC.read_text())
-    server = {"latency": args.latency, "fault_rate": args.fault_rate, "model": base["triplets"]["model"]}
-    restart(server)
+    server = stand_in(args)
     spec = rehearsal_spec(args.triplets, coco, out / "run", server["endpoint"], encoder, args)
     spec_path = write_spec(spec, out / "spec.yaml")
     sampler = MemorySampler({server["process"].pid})
@@ -454,6 +483,7 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
     report["checks"] = triplet_checks(by_stage["triplets"], by_stage["captions"]["rows"], args.triplets,
                                       report["server"])  # fmt: skip
     report["checks"]["published_verifies"] = report["publish"]["verify_exit"] == 0
+    report["train_epoch"] = train_epoch(by_stage["train"], by_stage["triplets"]["triplets"])
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     (out / "rehearse.json").write_text(json.dumps(report, indent=2))
     return report
@@ -466,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     costs = [StageCost(**{k: v for k, v in s.items() if k != "items_per_second"}) for s in report["stages"]]
     print(table(costs))
     print(f"scot run {report['run_seconds']} s; checks: {json.dumps(report['checks'])}")
+    print(f"train epoch: {json.dumps(report['train_epoch'])}")
     if "engines" in report:
         print(f"triplet stage by engine (s): {report['engines']}")
     print(f"report: {report['out']}/rehearse.json")

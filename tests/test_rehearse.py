@@ -41,6 +41,9 @@ def test_every_stage_finishes_and_counts_add_up(rehearsal: tuple[dict, Path]) ->
     for row in costs.values():
         assert row["seconds"] > 0 and row["items_per_second"] > 0 and row["peak_rss_mib"] > 100
         assert row["bytes_written"] > 0 and row["cpu_seconds"] >= 0
+    epoch = report["train_epoch"]  # no --train-max-triplets: every training triplet, so measured
+    assert epoch["epoch"] == "measured" and epoch["triplets_trained"] == epoch["triplets_train_full"] < N
+    assert epoch["epoch_seconds"] == round(epoch["triplets_train_full"] / epoch["samples_per_second"], 1)
     models = set(pq.read_table(out / "run" / "triplets" / "triplets.parquet").column("llm_model").to_pylist())
     assert models == {"mistralai/Mistral-7B-Instruct-v0.3"}  # coco-290k's model name, served by the stand-in
 
