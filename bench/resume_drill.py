@@ -15,7 +15,8 @@ Checks: every file of A's stage folders against B's (``scripts/compare_runs.py``
 bytes, or the same content where a run may differ: clocks, paths, resumed counts), the sha256
 of every data file (Parquet, shards, safetensors) listed side by side, no temporaries left,
 and what was redone: the stand-in's chat requests in B minus A's (its fault memory is per
-caption, so a redone caption costs one request and no new fault), and parts written twice
+caption, so a redone caption costs one request and no new fault; answers are journalled as
+they arrive, so only the requests in flight at the kill are redone), and parts written twice
 (parts finished at a kill, plus parts the next leg wrote, minus the parts an uninterrupted
 run writes). Prints a table; writes ``drill.json`` in ``--out`` and each leg's log beside it.
 
@@ -78,8 +79,8 @@ def scot_run(spec: Path, log: Path, env: dict[str, str], encoder_config: Path) -
 
 
 def end_survivors(descendants: list[psutil.Process]) -> list[str]:
-    """Descendants the group kill missed (Prefect's API server runs in a session of its own),
-    ended here so they do not pile up; returns what each was."""
+    """Descendants still running after the kill (none expected), ended here so they do not
+    pile up; returns what each was."""
     survivors = []
     for process in descendants:
         try:
@@ -104,12 +105,14 @@ def kill_midway(name: str, spec: Path, env: dict[str, str], stage_dir: Path, par
     os.killpg(process.pid, signal.SIGKILL)
     code = process.wait()
     seconds = time.perf_counter() - started
-    time.sleep(0.5)  # the group's members die with their leader's signal
+    # The group dies with its leader's signal; Prefect's API server, in a session of its own,
+    # on the SIGTERM its parent's death sends it (flows/pipeline.py).
+    _, alive = psutil.wait_procs(descendants, timeout=15)
     if (stage_dir / "manifest.json").exists():
         raise RuntimeError(f"{name}: {stage_dir.name} finished before the kill landed")
     finished = {str(p.relative_to(stage_dir)): p.stat().st_mtime_ns for p in stage_dir.glob(parts)}
     return Leg(name, round(seconds, 1), code, killed_in=stage_dir.name, parts_at_kill=sorted(finished),
-               outlived_kill=end_survivors(descendants), parts_mtimes=finished)  # fmt: skip
+               outlived_kill=end_survivors(alive), parts_mtimes=finished)  # fmt: skip
 
 
 def encoder_config(spec: Path) -> Path:
@@ -171,8 +174,7 @@ def embedded(run: Path) -> int:
 
 
 def redone(a_run: Path, b_run: Path, legs: list[Leg], a_requests: int, b_requests: int) -> dict[str, Any]:
-    """What B did twice: chat requests beyond A's (the captions of batches unfinished at the
-    kill, answered before it), parts finished at a kill and written again, and vectors
+    """What B did twice: chat requests beyond A's (those in flight at the kill), parts finished at a kill and written again, and vectors
     computed beyond A's (rows of the parts finished at the kill, plus what the next leg embedded)."""
     import pyarrow.parquet as pq
 
@@ -244,6 +246,7 @@ def drill(args: argparse.Namespace) -> dict[str, Any]:
         "temporaries_left": [str(p) for p in b_run.rglob(f"*{TMP_MARK}*")],
         "redone": redid,
         "batch_size": batch_size,
+        "concurrency": spec["triplets"]["concurrency"],
         "requests_redone_within_one_batch": redid["requests_redone"] <= batch_size,
         "part_rows": spec["embed"].get("part_rows", 4096),
     }
@@ -263,7 +266,7 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['data_files_same_content']} same content; temporaries left: {len(report['temporaries_left'])}",
         f"compare_runs exit {report['compare_runs_exit']}; JSON keys differing: {report['json_differences']}",
         f"requests: A {r['requests_a']:,}, B {r['requests_b']:,}, redone {r['requests_redone']:,} "
-        f"(one batch: {report['batch_size']})",
+        f"(one batch: {report['batch_size']}; requests in flight at most: {report['concurrency']})",
         f"triplet parts finished at the kill {r['triplets_parts_at_kill']}, reused {r['triplets_parts_reused']}, "
         f"rewritten {r['triplets_parts_rewritten']}",
         f"embed parts finished at the kill {r['embed_parts_at_kill']} ({r['embed_rows_at_kill']:,} rows), rewritten "

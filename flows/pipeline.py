@@ -9,6 +9,7 @@ pipelines/demo.yaml`` runs ``pipeline_flow`` with Prefect's log lines as its onl
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,15 +47,30 @@ def pipeline_flow(spec_path: str, show_progress: bool = False) -> list[StageResu
     return results
 
 
+# Run by the server's Python before uvicorn: ask Linux for SIGTERM when the parent (``scot
+# run``'s main thread, which starts the server) dies, then become uvicorn. A parent gone
+# before the request was made is caught by the getppid check.
+_DIE_WITH_PARENT = """
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 class _OwnSessionSubprocess:
-    """Prefect's server module's view of ``subprocess``, with every ``Popen`` in a new session."""
+    """Prefect's server module's view of ``subprocess``, with every ``Popen`` in a new
+    session and, on Linux, ended with its parent."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)
 
     @staticmethod
-    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
-        return subprocess.Popen(*args, start_new_session=True, **kwargs)
+    def Popen(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        if sys.platform == "linux":
+            args = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *args]
+        return subprocess.Popen(args, start_new_session=True, **kwargs)
 
 
 @contextmanager
@@ -72,7 +88,8 @@ class _OwnSessionServer(SubprocessASGIServer):
     Ctrl-C at a terminal signals the whole foreground process group. Started by Prefect,
     the temporary server is in ``scot run``'s group and dies with the interrupt, and the
     engine then retries its crash reports against a dead API for minutes instead of
-    unwinding. Outside the group it lives on until Prefect stops it at exit.
+    unwinding. Outside the group it lives on until Prefect stops it at exit, or (Linux) until
+    ``scot run`` dies, ``kill -9`` included: issue 16's drill found one server left per kill.
     """
 
     def _run_uvicorn_command(self) -> subprocess.Popen[Any]:

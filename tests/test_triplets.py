@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,14 +20,22 @@ import pytest
 from scot_data.captions.config import TableCaptions
 from scot_data.captions.ingest import ingest_captions
 from scot_data.errors import ScotInputError
-from scot_data.triplets.client import FAILURES_BEFORE_COOLDOWN, Endpoint, EndpointPool
+from scot_data.triplets.client import FAILURES_BEFORE_COOLDOWN, Completion, Endpoint, EndpointPool
 from scot_data.triplets.config import TripletsConfig
-from scot_data.triplets.generate import PARTS_DIR, generate_triplets
+from scot_data.triplets.generate import (
+    PARTS_DIR,
+    Batch,
+    answer_batch,
+    generate_triplets,
+    make_run,
+    write_part,
+)
+from scot_data.triplets.journal import read_journal
 from scot_data.triplets.prompts import load_prompt
 from scot_data.triplets.records import CaptionIn
 from scot_data.triplets.template import template_edit
 from tests.conftest import png_bytes
-from tests.scripted_openai_server import free_port, start_server, stop_server
+from tests.scripted_openai_server import free_port, server_stats, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -210,6 +221,7 @@ def test_kill_9_then_resume_same_triplet_ids(tmp_path: Path) -> None:
         process.wait()
         assert not (resumed / "manifest.json").exists()
         subprocess.run(generate_command(captions, resumed, endpoint), cwd=REPO, check=True)
+        asked = server_stats(endpoint)["chat_requests"]
         reference = tmp_path / "reference"
         subprocess.run(generate_command(captions, reference, endpoint), cwd=REPO, check=True)
     finally:
@@ -222,3 +234,44 @@ def test_kill_9_then_resume_same_triplet_ids(tmp_path: Path) -> None:
     assert rows(resumed) == rows(reference)
     assert len(rows(resumed)) == len({r[0] for r in rows(resumed)}) == 120
     assert len(list((resumed / PARTS_DIR).glob("*.triplets.parquet"))) == 24
+    assert not list((resumed / PARTS_DIR).glob("*.answers.jsonl"))  # journals go once their parts are written
+    # Answers are journalled as they arrive: only the 2 requests in flight at the kill are asked twice
+    # (without the journal, every answer of the up to 2 batches of 5 in flight was).
+    assert 120 <= asked <= 120 + 2
+
+
+class _CountingClient:
+    """Answers every caption with a colour edit, remembering which captions it was asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def complete(self, messages: list[dict[str, str]], **_: object) -> Completion:
+        caption = messages[-1]["content"].removeprefix("Caption: ")
+        self.asked.append(caption)
+        answer = {"modification": "make it red", "modified_caption": f"a red {caption}", "edit_type": "color"}
+        return Completion(json.dumps(answer), "stop", 40, 12, 1)
+
+
+def test_journalled_answers_are_not_asked_again(tmp_path: Path) -> None:
+    """A batch cut short (its journal holds two answers and a line torn by a kill) asks only
+    for the other captions, and ends with the part an uninterrupted batch makes."""
+    run = make_run(TripletsConfig(endpoints=["http://127.0.0.1:9/v1"], model="scripted", batch_size=4))
+    captions = tuple(CaptionIn(f"c{i}", f"i{i}", f"drawing number {i}") for i in range(4))
+    whole = Batch("whole", captions, tmp_path)
+    first = _CountingClient()
+    expected = asyncio.run(answer_batch(first, run, whole))  # type: ignore[arg-type]
+    lines = whole.path("answers").read_text().splitlines()
+    assert len(first.asked) == len(lines) == 4
+
+    cut = Batch("cut", captions, tmp_path)
+    cut.path("answers").write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])
+    second = _CountingClient()
+    triplets, rejects, stats = asyncio.run(answer_batch(second, run, cut))  # type: ignore[arg-type]
+    journalled = {json.loads(line)["caption_id"] for line in lines[:2]}
+    assert sorted(second.asked) == sorted(c.caption for c in captions if c.caption_id not in journalled)
+    assert (triplets, rejects, asdict(stats)) == (expected[0], expected[1], asdict(expected[2]))
+    assert stats.requests == 4 and stats.prompt_tokens == 4 * 40  # journalled answers count as asked once
+    assert len(read_journal(cut.path("answers"))) == 4  # the torn line's answer was journalled afresh
+    write_part(cut, triplets, rejects, stats)
+    assert cut.done() and not cut.path("answers").exists()

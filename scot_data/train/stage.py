@@ -19,6 +19,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,8 @@ class TrainSummary:
 
 @dataclass
 class Split:
-    """Float32 feature matrices on the device, and per-triplet row indices into them."""
+    """Feature matrices on the device (float16 on the CPU, see ``_on_device``), and
+    per-triplet row indices into them; batches are float32."""
 
     images: torch.Tensor
     texts: torch.Tensor
@@ -101,9 +103,9 @@ class Split:
         return len(self.v)
 
     def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(V, T_m, target, T) of the given triplets."""
-        return (self.images[self.v[rows]], self.texts[self.tm[rows]],
-                self.target_bank[self.target[rows]], self.texts[self.t[rows]])  # fmt: skip
+        """(V, T_m, target, T) of the given triplets, float32."""
+        return (self.images[self.v[rows]].float(), self.texts[self.tm[rows]].float(),
+                self.target_bank[self.target[rows]].float(), self.texts[self.t[rows]].float())  # fmt: skip
 
 
 def _unit_fraction(seed: int, key: str) -> float:
@@ -125,10 +127,10 @@ def split_rows(view: TrainingView, cfg: TrainConfig) -> tuple[np.ndarray, np.nda
 def nearest_images(
     images: torch.Tensor, queries: torch.Tensor, exclude: torch.Tensor, chunk: int = 4096
 ) -> torch.Tensor:
-    """Row of the image nearest to each query, never the excluded (reference) row."""
-    found = []
+    """Row of the image nearest to each query, never the excluded (reference) row (scored in float32)."""
+    found, bank = [], images.float()
     for start in range(0, len(queries), chunk):
-        scores = queries[start : start + chunk] @ images.T
+        scores = queries[start : start + chunk].float() @ bank.T
         scores[torch.arange(len(scores), device=scores.device), exclude[start : start + chunk]] = -math.inf
         found.append(scores.argmax(dim=1))
     return torch.cat(found) if found else torch.zeros(0, dtype=torch.long, device=images.device)
@@ -158,11 +160,21 @@ def make_split(
 def device_splits(
     view: TrainingView, rows: tuple[np.ndarray, ...], target: str, device: torch.device
 ) -> tuple[Split, ...]:
-    """The view's vectors moved to ``device`` once, as float32, and one Split per row set
-    sharing them (the trainer's train/val; the benchmarks' training rows)."""
-    images = torch.from_numpy(view.images).to(device, torch.float32)
-    texts = torch.from_numpy(view.texts).to(device, torch.float32)
+    """The view's vectors on ``device`` once, and one Split per row set sharing them (the
+    trainer's train/val; the benchmarks' training rows)."""
+    images, texts = _on_device(view.images, device), _on_device(view.texts, device)
     return tuple(make_split(view, part, images, texts, target) for part in rows)
+
+
+def _on_device(matrix: np.ndarray, device: torch.device) -> torch.Tensor:
+    """float32 on an accelerator. On the CPU, the view's float16 matrix itself, rows made
+    float32 per batch (``Split.batch``): a float32 copy of a 290K x 768 view is 2.5 GiB
+    beside the float16 one, which put issue 16's train stage at 7.7 GiB."""
+    if device.type != "cpu":
+        return torch.from_numpy(matrix).to(device, torch.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")  # an Arrow buffer, only read
+        return torch.from_numpy(matrix)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -233,7 +245,7 @@ def evaluate(combiner: Combiner, split: Split, chunk: int = 2048) -> dict[str, A
     was_training = combiner.training
     combiner.eval()
     bank_rows = torch.unique(split.target)
-    bank = split.target_bank[bank_rows]
+    bank = split.target_bank[bank_rows].float()
     hits = {"combiner": 0, "sum": 0, "image_only": 0, "text_only": 0}
     lambdas = []
     for start in range(0, len(split), chunk):

@@ -5,7 +5,8 @@ option that shapes the answers (backend, prompt version and text, model, samplin
 response format, seed, checks), so a finished part is reused by any later run that would
 produce the same thing and never by one that would not. Each part is three files written
 atomically in ``parts/``: rejects, stats, then triplets (the last one marks it done).
-A killed run loses at most the batches in flight. ``triplets.parquet``,
+Until then its answers are journalled one by one as they arrive (``journal.py``), so a
+killed run loses at most the requests in flight. ``triplets.parquet``,
 ``rejects.parquet`` and ``stats.json`` are then assembled (dropping duplicate triplets)
 and ``manifest.json`` is written last. Parts stay: they are the LLM's answers, the
 expensive thing to redo.
@@ -40,6 +41,13 @@ from scot_data.manifest import (
 from scot_data.outdir import writes_folder
 from scot_data.triplets.client import ChatClient, RequestFailed, RequestRefused
 from scot_data.triplets.config import TripletsConfig
+from scot_data.triplets.journal import (
+    AnswerJournal,
+    as_completion,
+    completion_record,
+    read_journal,
+    refusal_record,
+)
 from scot_data.triplets.prompts import PromptTemplate, load_prompt, prompt_file
 from scot_data.triplets.records import (
     PARQUET_OPTIONS,
@@ -111,7 +119,7 @@ class Batch:
     parts_dir: Path
 
     def path(self, kind: str) -> Path:
-        suffix = "stats.json" if kind == "stats" else f"{kind}.parquet"
+        suffix = {"stats": "stats.json", "answers": "answers.jsonl"}.get(kind, f"{kind}.parquet")
         return self.parts_dir / f"part-{self.key}.{suffix}"
 
     def done(self) -> bool:
@@ -202,8 +210,8 @@ def _reject(run: Run, caption: CaptionIn, raw: str, reason: str) -> TripletRejec
     return TripletReject(caption.caption_id, caption.caption, raw, reason, run.model_label, run.prompt_version)
 
 
-async def _answer(client: ChatClient, run: Run, caption: CaptionIn, stats: PartStats) -> Triplet | TripletReject:
-    """Ask for one caption's edit and check the answer (RequestFailed propagates)."""
+async def _ask(client: ChatClient, run: Run, caption: CaptionIn) -> dict[str, Any]:
+    """The server's answer to one caption as a journal record (RequestFailed propagates)."""
     assert run.prompt is not None
     sampling = run.cfg.sampling
     try:
@@ -216,7 +224,15 @@ async def _answer(client: ChatClient, run: Run, caption: CaptionIn, stats: PartS
             seed=request_seed(run.cfg.seed, caption.caption_id),
         )
     except RequestRefused as exc:
-        return _reject(run, caption, "", f"request refused: {exc}")
+        return refusal_record(caption.caption_id, f"request refused: {exc}")
+    return completion_record(caption.caption_id, completion)
+
+
+def _outcome(run: Run, caption: CaptionIn, record: dict[str, Any], stats: PartStats) -> Triplet | TripletReject:
+    """Check one answer, fresh or journalled, counting what it cost."""
+    if "refused" in record:
+        return _reject(run, caption, "", record["refused"])
+    completion = as_completion(record)
     stats.requests += 1
     stats.attempts += completion.attempts
     stats.prompt_tokens += completion.prompt_tokens
@@ -233,17 +249,29 @@ async def answer_batch(
     client: ChatClient, run: Run, batch: Batch, on_answer: Callable[[], None] | None = None
 ) -> tuple[list, list, PartStats]:
     """All captions of a batch concurrently; raises RequestFailed if any went unanswered.
-    ``on_answer`` is called as each caption's request ends, answered or not."""
+
+    Answers already in the part's journal (from a killed or failed run) are not asked again;
+    new ones are journalled as they arrive. ``on_answer`` is called as each caption's
+    request ends, answered or not (at once for a journalled one)."""
     stats = PartStats(captions=len(batch.captions))
+    journalled = read_journal(batch.path("answers"))
+    journal = AnswerJournal(batch.path("answers"))
 
     async def answer(caption: CaptionIn) -> Triplet | TripletReject:
+        record = journalled.get(caption.caption_id)
         try:
-            return await _answer(client, run, caption, stats)
+            if record is None:
+                record = await _ask(client, run, caption)
+                journal.append(record)
         finally:
             if on_answer is not None:
                 on_answer()
+        return _outcome(run, caption, record, stats)
 
-    results = await asyncio.gather(*(answer(c) for c in batch.captions))
+    try:
+        results = await asyncio.gather(*(answer(c) for c in batch.captions))
+    finally:
+        journal.close()
     return _split(results, stats)
 
 
@@ -269,10 +297,12 @@ def _reason_label(reason: str) -> str:
 
 
 def write_part(batch: Batch, triplets: list, rejects: list, stats: PartStats) -> None:
-    """Rejects, then stats, then triplets: the triplets file marks the part done."""
+    """Rejects, then stats, then triplets: the triplets file marks the part done and its
+    answer journal has served its purpose."""
     atomic_write_parquet(batch.path("rejects"), to_table(rejects, REJECTS_SCHEMA), **PARQUET_OPTIONS)
     atomic_write_json(batch.path("stats"), asdict(stats))
     atomic_write_parquet(batch.path("triplets"), to_table(triplets, TRIPLETS_SCHEMA), **PARQUET_OPTIONS)
+    batch.path("answers").unlink(missing_ok=True)
 
 
 def run_batch(run: Run, batch: Batch) -> PartStats:
