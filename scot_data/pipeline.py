@@ -36,6 +36,7 @@ from scot_data.fit_lit.features import image_features_for
 from scot_data.fit_lit.stage import fit_lit_from_captions
 from scot_data.llm.embedded import llm_endpoint
 from scot_data.manifest import read_manifest
+from scot_data.memory import release_freed_memory
 from scot_data.mix.stage import mix_triplets
 from scot_data.scenes.stage import build_scenes
 from scot_data.spec import PipelineSpec
@@ -248,10 +249,13 @@ def configured_stages(spec: PipelineSpec) -> list[str]:
 
 def run_stages(spec: PipelineSpec, run_stage: Callable[[str], dict[str, Any]]) -> list[StageResult]:
     """Run each configured stage through ``run_stage`` (in process, or a Prefect subflow),
-    timing it and reporting it to the observer in context."""
+    timing it and reporting it to the observer in context. What a stage freed is handed back
+    before the next starts (``memory``): they share this process."""
     observer = _OBSERVER.get()
     results = []
     for stage in configured_stages(spec):
+        if results:
+            release_freed_memory()
         if observer is not None:
             observer.stage_started(stage)
         started = time.perf_counter()

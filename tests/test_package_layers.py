@@ -22,7 +22,7 @@ from pathlib import Path
 import scot_data
 
 PACKAGE = Path(scot_data.__file__).parent
-GROUND = {"__init__", "atomic", "config_files", "errors", "hashing", "ids", "images", "lazy", "manifest", "outdir", "stages"}
+GROUND = {"__init__", "atomic", "config_files", "errors", "hashing", "ids", "images", "lazy", "manifest", "memory", "outdir", "stages"}
 
 
 def _module_name(path: Path) -> str:
