@@ -12,7 +12,6 @@ partly used pymalloc arenas, which only a process of its own would give back.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import sys
 
@@ -27,7 +26,10 @@ def release_freed_memory() -> None:
 
 
 def _malloc_trim() -> None:
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name and sys.platform.startswith("linux") else None
+    """The process's own C library, as ``flows/pipeline.py`` reaches ``prctl``: looking libc
+    up by name (``ctypes.util.find_library``) runs ``ldconfig`` in a subprocess each time."""
+    if not sys.platform.startswith("linux"):
+        return
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
     if trim is not None:  # glibc only (musl has none)
         trim(0)
