@@ -448,8 +448,8 @@ def rehearse(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     out = (args.out or Path(f"/tmp/scot-rehearse-{args.triplets}-{os.getpid()}")).resolve()
-    if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"error: {out}: not empty (the rehearsal measures a run from scratch)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SystemExit(f"error: {out}: not an empty folder (the rehearsal measures a run from scratch)")
     report: dict[str, Any] = {"command": " ".join(["python -m bench.rehearse", *sys.argv[1:]]), "out": str(out),
                               "machine": machine()}
     images, captions = sizes(args.triplets)
