@@ -97,11 +97,14 @@ def kill_midway(name: str, spec: Path, env: dict[str, str], stage_dir: Path, par
     raises if the run ends first or the stage finished before the kill landed."""
     process = scot_run(spec, spec.parent / f"{name}.log", env, encoder_config(spec))
     started = time.perf_counter()
+    descendants: list[psutil.Process] = []
     while len(list(stage_dir.glob(parts))) < at:
         if process.poll() is not None:
             raise RuntimeError(f"{name}: scot run ended (exit {process.returncode}) before {at} parts of {stage_dir}")
-        time.sleep(0.05)
-    descendants = psutil.Process(process.pid).children(recursive=True)
+        # Listed while waiting, so the kill follows the count at once: at 1K a part takes
+        # milliseconds, and listing them after the count let a whole stage finish first.
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     code = process.wait()
     seconds = time.perf_counter() - started
